@@ -1,0 +1,167 @@
+"""Run configuration: pydantic models loaded from YAML with one-line validation errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from evo_merge.errors import EvoMergeError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskRef(_Strict):
+    """A fitness task spec file and its weight in the weighted-sum fitness."""
+
+    spec: Path
+    weight: float = Field(1.0, gt=0)
+
+
+class MergeChoice(_Strict):
+    """One merge method the crossover may pick, with its relative probability and parameters."""
+
+    method: str
+    weight: float = Field(1.0, gt=0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class CrossoverConfig(_Strict):
+    rate: float = Field(0.8, ge=0, le=1)
+    slots: int | None = Field(None, ge=0, description="crossover attempts per generation; default N/2")
+    num_parents: int = Field(2, ge=2)
+    parent_selection: str = "roulette"
+    tournament_size: int = Field(3, ge=1)
+    coefficients: Literal["fitness", "random", "given"] = "fitness"
+    given: list[float] | None = None
+    methods: list[MergeChoice] = Field(default_factory=lambda: [MergeChoice(method="ties", params={"density": 0.7}),
+                                                                MergeChoice(method="linear")])
+    lora_mode: Literal["factors", "product"] = "factors"
+
+    @model_validator(mode="after")
+    def _given_matches(self) -> "CrossoverConfig":
+        if self.coefficients == "given":
+            if not self.given or len(self.given) != self.num_parents:
+                raise ValueError(f"coefficients 'given' needs a list of {self.num_parents} numbers in 'given'")
+        if not self.methods:
+            raise ValueError("methods must name at least one merge method")
+        return self
+
+
+class MutationConfig(_Strict):
+    rate: float = Field(0.15, ge=0, le=1, description="probability that an individual spawns a mutant")
+    weight_rate: float = Field(0.01, gt=0, le=1, description="probability that a weight is perturbed")
+    sigma: float = Field(0.01, ge=0)
+    sigma_mode: Literal["absolute", "relative"] = "absolute"
+
+
+class SelectionConfig(_Strict):
+    method: str = "tournament"
+    elite_fraction: float = Field(0.1, ge=0, le=1)
+    tournament_size: int = Field(3, ge=1)
+
+
+class SuccessionConfig(_Strict):
+    enabled: bool = False
+    rate: float = Field(1.0, ge=0, le=1, description="probability that an individual takes a swarm step")
+    phi_inertia: float = 0.2
+    phi_cognitive: float = 0.2
+    phi_social: float = 0.2
+    phi_repel: float = 0.1
+    step: float = Field(0.5, gt=0)
+    step_decay: float = Field(0.95, gt=0, le=1)
+
+
+class EnsembleConfig(_Strict):
+    top_k: int = Field(3, ge=1)
+
+
+class EvolutionConfig(_Strict):
+    generations: int = Field(5, ge=0)
+    population_size: int = Field(10, ge=2, description="N_max: survivors per generation")
+    init: Literal["members", "pairs"] = "members"
+    crossover: CrossoverConfig = Field(default_factory=CrossoverConfig)
+    mutation: MutationConfig = Field(default_factory=MutationConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    succession: SuccessionConfig = Field(default_factory=SuccessionConfig)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+
+
+class EvalConfig(_Strict):
+    batch_size: int = Field(64, ge=1)
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
+class RunConfig(_Strict):
+    """Everything a run needs; paths are resolved relative to the config file."""
+
+    seed: int = 0
+    out: Path = Path("runs/run")
+    population: Path
+    tasks: list[TaskRef] = Field(min_length=1)
+    evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    trust_remote_code: bool = False
+
+
+def read_yaml(path: Path, what: str) -> dict[str, Any]:
+    """Parse a YAML mapping, turning every failure into a one-line EvoMergeError."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvoMergeError(f"{what} file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise EvoMergeError(f"{path}: malformed YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise EvoMergeError(f"{path}: not a text file") from None
+    if not isinstance(data, dict):
+        raise EvoMergeError(f"{path}: expected a YAML mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def validation_message(path: Path, exc: ValidationError) -> str:
+    """The first pydantic error as 'file: field.path: message'."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    extra = f" ({exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{path}: {loc}: {msg}{extra}"
+
+
+def load_model(model: type[BaseModel], path: Path, what: str, overrides: dict[str, Any] | None = None) -> Any:
+    """Read YAML at ``path`` into ``model``, applying dotted-key ``overrides`` first."""
+    data = read_yaml(path, what)
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise EvoMergeError(validation_message(path, exc)) from None
+
+
+def load_run_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Load a run config; relative paths in it are taken relative to the config file."""
+    path = Path(path)
+    cfg: RunConfig = load_model(RunConfig, path, "config", overrides)
+    here = path.resolve().parent
+    cfg.population = _resolve(here, cfg.population)
+    for task in cfg.tasks:
+        task.spec = _resolve(here, task.spec)
+    return cfg
+
+
+def _resolve(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else (base / p).resolve()

@@ -1,0 +1,231 @@
+"""The evolutionary loop: plan offspring, have them built and scored, select survivors, report.
+
+All random choices are drawn here from one numpy generator seeded by the run's seed;
+each offspring gets its own seed (recorded in the lineage) for the randomness of its
+operator. Fitness comes from the fitness split only; the test split is scored at the
+end for the report and never feeds back into any choice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from evo_merge.config import EvolutionConfig
+from evo_merge.genome import Genome
+from evo_merge.operators.coefficients import COEFFICIENTS
+from evo_merge.operators.parents import choose_parents
+from evo_merge.operators.recipes import Recipe
+from evo_merge.operators.selection import select_survivors
+from evo_merge.operators.succession import swarm_randoms
+from evo_merge.pool.jobs import Executor, Job, JobResult
+from evo_merge.store import Individual, RunStore
+
+SEED_BOUND = 2**62
+
+
+@dataclass
+class GenerationReport:
+    generation: int
+    best: float
+    mean: float
+    std: float
+    offspring: int
+    seconds: float
+
+
+class EngineHooks:
+    """Progress callbacks; the CLI draws bars and lines with them, tests ignore them."""
+
+    def phase(self, name: str, total: int) -> None: ...
+    def advance(self) -> None: ...
+    def generation(self, report: GenerationReport) -> None: ...
+
+
+class Engine:
+    def __init__(self, evo: EvolutionConfig, seed: int, store: RunStore, executor: Executor,
+                 members: dict[str, Genome], hooks: EngineHooks | None = None):
+        self.evo, self.store, self.executor = evo, store, executor
+        self.members = members
+        self.hooks = hooks or EngineHooks()
+        self.rng = np.random.default_rng(seed)
+        self.db = store.lineage
+        self.fitness: dict[int, float] = {}
+        self.personal_best: dict[int, int] = {}
+        self.member_ids: list[int] = []
+
+    # -- running jobs -------------------------------------------------------------------------
+    def _execute(self, phase: str, generation: int, recipes: Sequence[Recipe]) -> list[int]:
+        """Build and score offspring, then record each in the lineage; returns their ids."""
+        if not recipes:
+            return []
+        self.hooks.phase(phase, len(recipes))
+        results = self.executor.run([Job(recipe=r) for r in recipes], on_done=lambda _: self.hooks.advance())
+        return [self._record(generation, r, res) for r, res in zip(recipes, results)]
+
+    def _record(self, generation: int, recipe: Recipe | None, res: JobResult, name: str | None = None) -> int:
+        ind_id = self.db.next_id()
+        ev = res.evaluation
+        parents = recipe.parents if recipe else []
+        pbest = self._personal_best(recipe, ind_id, ev.score)
+        self.db.add(Individual(
+            id=ind_id, generation=generation, operator=recipe.operator if recipe else "member", name=name,
+            parents=list(parents), method=recipe.method if recipe else None,
+            coefficients=recipe.coefficients if recipe else None, params=recipe.params if recipe else None,
+            seed=recipe.seed if recipe else None, weights=res.weights, velocity=res.velocity,
+            personal_best=pbest, fitness=ev.score, task_scores=ev.task_scores,
+            build_seconds=res.build_seconds, eval_seconds=ev.seconds, worker=res.worker))
+        self.fitness[ind_id] = ev.score
+        self.personal_best[ind_id] = pbest
+        return ind_id
+
+    def _personal_best(self, recipe: Recipe | None, ind_id: int, score: float) -> int:
+        """The best of the individual and the own-bests of those whose search it continues.
+
+        A swarm step continues its first parent's trajectory; a crossover or mutant child
+        inherits the best own-best among its parents, so the cognitive term is never zero
+        by construction.
+        """
+        sources = [] if recipe is None else recipe.parents[:1] if recipe.operator == "succession" else recipe.parents
+        best, best_fit = ind_id, score
+        for parent in sources:
+            cand = self.personal_best[parent]
+            if self.fitness[cand] > best_fit:
+                best, best_fit = cand, self.fitness[cand]
+        return best
+
+    def _seed(self) -> int:
+        return int(self.rng.integers(SEED_BOUND))
+
+    # -- phases -------------------------------------------------------------------------------
+    def initialize(self) -> list[int]:
+        """Score the members (generation 0); with init='pairs', seed the population with merged pairs."""
+        self.hooks.phase("members", len(self.members))
+        for name, genome in self.members.items():
+            digest = self.store.weights.save(genome)
+            res = self.executor.run([Job(weights=digest)])[0]
+            self.member_ids.append(self._record(0, None, res, name=name))
+            self.hooks.advance()
+        population = list(self.member_ids)
+        if self.evo.init == "pairs":
+            recipes = []
+            for _ in range(self.evo.population_size):
+                pair = [population[i] for i in self.rng.choice(len(population), 2, replace=False)]
+                recipes.append(self._crossover_recipe(pair, COEFFICIENTS.get("random")(np.zeros(2), self.rng)))
+            population = self._execute("pairs", 0, recipes)
+        self._close_generation(0, population, len(population), 0.0)
+        return population
+
+    def _crossover_recipe(self, parents: list[int], coefficients: list[float]) -> Recipe:
+        cx = self.evo.crossover
+        probs = np.array([m.weight for m in cx.methods])
+        choice = cx.methods[int(self.rng.choice(len(cx.methods), p=probs / probs.sum()))]
+        params = dict(choice.params)
+        if choice.method == "slerp":
+            params.setdefault("t", coefficients[1] / sum(coefficients))
+        if self.evo_is_lora:
+            params["lora_mode"] = cx.lora_mode
+        return Recipe("crossover", parents, choice.method, coefficients, params, self._seed())
+
+    @property
+    def evo_is_lora(self) -> bool:
+        return next(iter(self.members.values())).layout.kind == "lora"
+
+    def plan_offspring(self, population: list[int]) -> list[Recipe]:
+        """Crossover slots (probability ``rate`` each) then mutants (probability ``rate`` per individual)."""
+        cx, mu = self.evo.crossover, self.evo.mutation
+        fit = np.array([self.fitness[i] for i in population])
+        recipes = []
+        for _ in range(cx.slots if cx.slots is not None else max(1, len(population) // 2)):
+            if self.rng.random() >= cx.rate:
+                continue
+            idx = choose_parents(cx.parent_selection, fit, cx.num_parents, self.rng, tournament_size=cx.tournament_size)
+            coeffs = COEFFICIENTS.get(cx.coefficients)(fit[idx], self.rng, given=cx.given)
+            recipes.append(self._crossover_recipe([population[i] for i in idx], coeffs))
+        for ind in population:
+            if self.rng.random() < mu.rate:
+                params = {"weight_rate": mu.weight_rate, "sigma": mu.sigma, "sigma_mode": mu.sigma_mode}
+                recipes.append(Recipe("mutation", [ind], params=params, seed=self._seed()))
+        return recipes
+
+    def plan_succession(self, pool: list[int], generation: int) -> list[Recipe]:
+        """A swarm step for each individual with probability ``rate``."""
+        sc = self.evo.succession
+        best = max(pool, key=self.fitness.__getitem__)
+        worst = min(pool, key=self.fitness.__getitem__)
+        step = sc.step * sc.step_decay ** (generation - 1)
+        phi = {"inertia": sc.phi_inertia, "cognitive": sc.phi_cognitive, "social": sc.phi_social, "repel": sc.phi_repel}
+        recipes = []
+        for ind in pool:
+            if self.rng.random() < sc.rate:
+                seed = self._seed()
+                params = {"r": swarm_randoms(seed), "phi": phi, "step": step}
+                recipes.append(Recipe("succession", [ind, self.personal_best[ind], best, worst], params=params, seed=seed))
+        return recipes
+
+    def generation(self, generation: int, population: list[int]) -> list[int]:
+        start = time.perf_counter()
+        children = self._execute("offspring", generation, self.plan_offspring(population))
+        pool = population + children
+        if self.evo.succession.enabled:
+            recipes = self.plan_succession(pool, generation)
+            moved = self._execute("succession", generation, recipes)
+            replaced = {r.parents[0]: new for r, new in zip(recipes, moved)}
+            pool = [replaced.get(i, i) for i in pool]
+            children += moved
+        fit = np.array([self.fitness[i] for i in pool])
+        sel = self.evo.selection
+        keep = select_survivors(sel.method, fit, self.evo.population_size, self.rng,
+                                elite_fraction=sel.elite_fraction, tournament_size=sel.tournament_size)
+        survivors = [pool[i] for i in keep]
+        self._close_generation(generation, survivors, len(children), time.perf_counter() - start)
+        return survivors
+
+    def _close_generation(self, generation: int, population: list[int], offspring: int, seconds: float) -> None:
+        fit = np.array([self.fitness[i] for i in population])
+        report = GenerationReport(generation, float(fit.max()), float(fit.mean()), float(fit.std()), offspring, seconds)
+        self.db.set_population(generation, population, vars(report))
+        self.hooks.generation(report)
+
+    def run(self) -> list[int]:
+        """Initial population, then ``generations`` generations; returns the final population."""
+        population = self.initialize()
+        for g in range(1, self.evo.generations + 1):
+            population = self.generation(g, population)
+        return population
+
+    # -- final report -------------------------------------------------------------------------
+    def report(self, population: list[int]) -> list[dict]:
+        """Score on the test split: best initial member, uniform merge, evolved best, top-k ensemble."""
+        final_gen = self.evo.generations
+        uniform = Recipe("merge", list(self.member_ids), "linear", [1.0] * len(self.member_ids), {}, self._seed())
+        if self.evo_is_lora:
+            uniform.params["lora_mode"] = self.evo.crossover.lora_mode
+        uniform_id = self._execute("uniform merge", final_gen, [uniform])[0]
+        best_member = max(self.member_ids, key=self.fitness.__getitem__)
+        ranked = sorted(population, key=lambda i: (-self.fitness[i], i))
+        top_k = ranked[: self.evo.ensemble.top_k]
+        rows = []
+        entries = [("best initial member", best_member), ("uniform merge", uniform_id), ("evolved best", ranked[0])]
+        self.hooks.phase("test split", len(entries) + 2 * len(top_k))
+        for label, ind in entries:
+            res = self.executor.run([Job(weights=self.db.get(ind).weights, split="test")])[0]
+            self.hooks.advance()
+            ev = res.evaluation
+            self.db.set_test(ind, ev.score, ev.task_scores)
+            self.db.set_result(label, self.fitness[ind], ev.score, {"id": ind, "test_task_scores": ev.task_scores})
+            rows.append({"name": label, "ids": [ind], "fitness": self.fitness[ind], "test": ev.score,
+                         "test_tasks": ev.task_scores})
+        hashes = [self.db.get(i).weights for i in top_k]
+        ens_fit = self.executor.ensemble(hashes, "fitness")
+        ens_test = self.executor.ensemble(hashes, "test")
+        for _ in range(2 * len(top_k)):
+            self.hooks.advance()
+        label = f"top-{len(top_k)} ensemble"
+        self.db.set_result(label, ens_fit.score, ens_test.score, {"ids": top_k, "test_task_scores": ens_test.task_scores})
+        rows.append({"name": label, "ids": top_k, "fitness": ens_fit.score, "test": ens_test.score,
+                     "test_tasks": ens_test.task_scores})
+        return rows

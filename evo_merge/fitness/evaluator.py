@@ -1,0 +1,75 @@
+"""The evaluation interface and its in-process implementation.
+
+Fitness is the weighted mean of task scores on each task's fitness split. The test
+split is only ever read through ``split="test"``, which the engine uses for reporting,
+never for selection.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from evo_merge.fitness.metrics import Metric, make_metric
+from evo_merge.fitness.tasks import Task
+from evo_merge.genome import Genome
+from evo_merge.model_host import ModelHost
+
+SPLITS = ("fitness", "test")
+
+
+@dataclass
+class Evaluation:
+    """Scores of one model (or ensemble) on one split."""
+
+    score: float
+    task_scores: dict[str, float]
+    example_scores: dict[str, np.ndarray] = field(repr=False)
+    predictions: dict[str, list[Any]] = field(repr=False)
+    seconds: float = 0.0
+
+
+class Evaluator(Protocol):
+    """What the engine needs from whoever scores genomes (in process, or a Ray pool)."""
+
+    def evaluate(self, genome: Genome, split: str = "fitness") -> Evaluation: ...
+
+    def ensemble(self, evaluations: Sequence[Evaluation], split: str = "fitness") -> Evaluation: ...
+
+
+class LocalEvaluator:
+    """Scores genomes on a ModelHost in this process."""
+
+    def __init__(self, host: ModelHost, tasks: Sequence[tuple[Task, float]], batch_size: int = 64):
+        self.host = host
+        self.weights = {t.name: w for t, w in tasks}
+        total = sum(self.weights.values())
+        self.weights = {k: v / total for k, v in self.weights.items()}
+        self.metrics: dict[str, dict[str, Metric]] = {
+            split: {t.name: make_metric(t.spec, t.examples(split), host.tokenizer, host.device, batch_size)
+                    for t, _ in tasks if t.examples(split)}
+            for split in SPLITS
+        }
+
+    def evaluate(self, genome: Genome, split: str = "fitness") -> Evaluation:
+        start = time.perf_counter()
+        self.host.install(genome)
+        preds = {name: m.predict(self.host.model) for name, m in self.metrics[split].items()}
+        ev = self._from_predictions(preds, split)
+        ev.seconds = time.perf_counter() - start
+        return ev
+
+    def ensemble(self, evaluations: Sequence[Evaluation], split: str = "fitness") -> Evaluation:
+        """Combine members' predictions per task (vote or mean log-prob) and score the result."""
+        preds = {name: m.combine([e.predictions[name] for e in evaluations])
+                 for name, m in self.metrics[split].items()}
+        return self._from_predictions(preds, split)
+
+    def _from_predictions(self, preds: dict[str, list[Any]], split: str) -> Evaluation:
+        examples = {name: self.metrics[split][name].score(p) for name, p in preds.items()}
+        task_scores = {name: float(s.mean()) for name, s in examples.items()}
+        score = float(sum(self.weights[n] * s for n, s in task_scores.items()))
+        return Evaluation(score, task_scores, examples, preds)

@@ -1,0 +1,118 @@
+"""Fitness task specs: dataset, prompt, answer extraction, metric and a seeded fitness/test split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from evo_merge.config import load_model
+from evo_merge.errors import EvoMergeError
+
+LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+class DatasetSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    name: str | None = None
+    split: str = "train"
+    revision: str | None = None
+
+
+class TaskSpec(BaseModel):
+    """One task: where its examples come from and how a model is scored on them."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    description: str = ""
+    dataset: DatasetSpec
+    prompt: str = "{question}"
+    answer_field: str = "answer"
+    choices_field: str | None = None
+    metric: str = "mc_loglik"
+    answer_regex: str | None = None
+    max_new_tokens: int = Field(16, ge=1)
+    fitness_samples: int = Field(200, ge=1)
+    test_samples: int = Field(200, ge=0)
+    split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _mc_needs_choices(self) -> "TaskSpec":
+        if self.metric == "mc_loglik" and not self.choices_field:
+            raise ValueError("metric mc_loglik needs choices_field")
+        return self
+
+
+@dataclass
+class Task:
+    """A loaded task: its spec, and the fitness and test examples (disjoint)."""
+
+    spec: TaskSpec
+    fitness: list[dict[str, Any]]
+    test: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def examples(self, split: str) -> list[dict[str, Any]]:
+        if split not in ("fitness", "test"):
+            raise ValueError(f"unknown split {split!r}")
+        return self.fitness if split == "fitness" else self.test
+
+
+def load_task(spec_path: Path, overrides: dict[str, Any] | None = None) -> Task:
+    """Read a task spec, load its dataset and split it with the spec's seed."""
+    spec_path = Path(spec_path)
+    spec: TaskSpec = load_model(TaskSpec, spec_path, "task spec", overrides)
+    rows = _load_rows(spec, spec_path.resolve().parent)
+    need = spec.fitness_samples + spec.test_samples
+    if not rows:
+        raise EvoMergeError(f"task {spec.name}: dataset is empty")
+    if len(rows) < need:
+        raise EvoMergeError(f"task {spec.name}: dataset has {len(rows)} examples, fewer than "
+                            f"fitness_samples + test_samples = {need}")
+    _check_fields(spec, rows[0])
+    order = np.random.default_rng(spec.split_seed).permutation(len(rows))
+    fit = [rows[i] for i in order[: spec.fitness_samples]]
+    test = [rows[i] for i in order[spec.fitness_samples: need]]
+    return Task(spec, fit, test)
+
+
+def _load_rows(spec: TaskSpec, here: Path) -> list[dict[str, Any]]:
+    import datasets
+
+    ds_spec = spec.dataset
+    local = Path(ds_spec.path) if Path(ds_spec.path).is_absolute() else here / ds_spec.path
+    suffix = local.suffix.lower()
+    datasets.disable_progress_bars()
+    try:
+        if suffix in LOCAL_FORMATS:
+            if not local.is_file():
+                raise EvoMergeError(f"task {spec.name}: data file not found: {local}")
+            if local.stat().st_size == 0:
+                raise EvoMergeError(f"task {spec.name}: dataset is empty: {local}")
+            ds = datasets.load_dataset(LOCAL_FORMATS[suffix], data_files=str(local), split="train")
+        else:
+            ds = datasets.load_dataset(ds_spec.path, ds_spec.name, split=ds_spec.split, revision=ds_spec.revision)
+    except EvoMergeError:
+        raise
+    except Exception as exc:  # datasets raises many types for bad files and unreachable hubs
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EvoMergeError(f"task {spec.name}: cannot load dataset {ds_spec.path!r}: {first[:200]}") from None
+    return [dict(r) for r in ds]
+
+
+def _check_fields(spec: TaskSpec, row: dict[str, Any]) -> None:
+    needed = [spec.answer_field] + ([spec.choices_field] if spec.choices_field else [])
+    for f in needed:
+        if f not in row:
+            raise EvoMergeError(f"task {spec.name}: field {f!r} not in dataset (fields: {sorted(row)})")
+    try:
+        spec.prompt.format(**row)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise EvoMergeError(f"task {spec.name}: prompt template cannot be filled: {exc!r}") from None

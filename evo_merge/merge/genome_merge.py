@@ -1,0 +1,90 @@
+"""Merge whole genomes with a registered method: the hot path of the search.
+
+Elementwise methods run once over the parents' flat buffers; the others run per tensor
+name, writing into views of one preallocated output buffer. LoRA genomes may instead be
+merged through their B @ A products (``lora_mode="product"``, see ``lora.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import torch
+
+from evo_merge.errors import EvoMergeError
+from evo_merge.genome import Genome
+from evo_merge.merge.lora import merge_lora_product
+from evo_merge.merge.registry import MergeMethod, get_merge_method
+
+LoraMode = Literal["factors", "product"]
+
+
+def _weights(weights: Sequence[float] | torch.Tensor, k: int, device: torch.device) -> torch.Tensor:
+    w = torch.as_tensor(weights, dtype=torch.float32).reshape(-1)
+    if w.numel() != k:
+        raise EvoMergeError(f"merge: {w.numel()} weights for {k} parents")
+    if not bool(torch.isfinite(w).all()):
+        raise EvoMergeError(f"merge: weights must be finite, got {w.tolist()}")
+    return w.to(device)
+
+
+def merge_genomes(method: str | MergeMethod, parents: Sequence[Genome],
+                  weights: Sequence[float] | torch.Tensor, *, seed: int | None = None,
+                  params: dict[str, Any] | None = None, lora_mode: LoraMode = "factors") -> Genome:
+    """Merge ``parents`` (one shared layout) into a new genome; same inputs and seed give a
+    bit-identical result. ``seed`` is required by methods that use randomness."""
+    m = get_merge_method(method) if isinstance(method, str) else method
+    if not parents:
+        raise EvoMergeError(f"merge method {m.name!r}: no parents")
+    layout = parents[0].layout
+    device = parents[0].flat.device
+    for i, parent in enumerate(parents[1:], 1):
+        layout.check_same(parent.layout, what=f"parent {i}")
+        if parent.flat.device != device:
+            raise EvoMergeError(f"parent {i}: on {parent.flat.device}, parent 0 on {device}")
+    if lora_mode not in ("factors", "product"):
+        raise EvoMergeError(f"lora_mode must be 'factors' or 'product', got {lora_mode!r}")
+    if lora_mode == "product" and layout.kind != "lora":
+        raise EvoMergeError(f"lora_mode 'product' needs LoRA genomes, these are {layout.kind!r}")
+    w = _weights(weights, len(parents), device)
+    resolved = m.resolve_params(params)
+    generator = None
+    if m.uses_random:
+        if seed is None:
+            raise EvoMergeError(f"merge method {m.name!r} is random: give a seed")
+        generator = torch.Generator(device=device).manual_seed(seed)
+
+    if lora_mode == "product":
+        merged = merge_lora_product(m, [p.tensors() for p in parents], w, generator=generator,
+                                    params=resolved)
+        child = _assemble(parents[0], merged)
+    elif m.elementwise:
+        flat = m([p.flat for p in parents], w, generator=generator, **resolved)
+        child = parents[0].with_flat(flat)
+    else:
+        per_parent = [p.tensors() for p in parents]
+        child = Genome(layout, torch.empty(layout.numel, dtype=layout.dtype, device=device))
+        for name, view in child.tensors().items():
+            view.copy_(m([t[name] for t in per_parent], w, generator=generator, **resolved))
+    _check_child(child, parents, m.name)
+    return child
+
+
+def _assemble(like: Genome, tensors: dict[str, torch.Tensor]) -> Genome:
+    """Write named tensors into a new buffer with ``like``'s layout."""
+    child = Genome(like.layout, torch.empty_like(like.flat))
+    for name, view in child.tensors().items():
+        if tensors[name].shape != view.shape:
+            raise EvoMergeError(f"merged tensor {name} has shape {list(tensors[name].shape)}, "
+                                f"expected {list(view.shape)}")
+        view.copy_(tensors[name])
+    return child
+
+
+def _check_child(child: Genome, parents: Sequence[Genome], method: str) -> None:
+    """Raise if the result is not finite, naming a non-finite parent when there is one."""
+    if bool(torch.isfinite(child.flat).all()):
+        return
+    for i, parent in enumerate(parents):
+        parent.check_finite(f"parent {i}")
+    child.check_finite(f"merge method {method!r} result")

@@ -1,0 +1,107 @@
+"""A base model loaded once on a device, into which any genome of the population is installed.
+
+The parameters a genome touches are re-bound to views of one contiguous buffer, so
+installing a genome is one copy (LoRA) or one copy plus one add (full-weight deltas).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from evo_merge.errors import EvoMergeError
+from evo_merge.genome import Genome, GenomeLayout
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise EvoMergeError(f"unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EvoMergeError(f"device {name!r} asked for, but no CUDA GPU is available")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, name)
+
+
+class ModelHost:
+    """Owns the model and tokenizer on one device and installs genomes into it."""
+
+    def __init__(self, base_dir: Path, layout: GenomeLayout, *, adapter_dir: Path | None = None,
+                 device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.layout = layout
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=self.dtype, use_safetensors=True,
+                                                         trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise EvoMergeError(f"cannot load base model {base_dir}: {str(exc).splitlines()[0][:200]}") from None
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if layout.kind == "lora":
+            if adapter_dir is None:
+                raise EvoMergeError("a LoRA population needs an adapter directory to build the model")
+            from peft import PeftModel
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = PeftModel.from_pretrained(model, adapter_dir)
+        self.model = model.to(self.device).eval()
+        self.model.requires_grad_(False)
+        self._bind(layout)
+
+    def _bind(self, layout: GenomeLayout) -> None:
+        """Re-bind each genome-mapped parameter to a view of one work buffer."""
+        params = {self._genome_name(n): p for n, p in self.model.named_parameters(remove_duplicate=False)}
+        missing = [n for n in layout.names if n not in params]
+        if missing:
+            raise EvoMergeError(f"genome tensor {missing[0]} has no matching parameter in the model "
+                                f"({len(missing)} unmatched): wrong base model for this population?")
+        self.work = torch.empty(layout.numel, dtype=self.dtype, device=self.device)
+        for name, shape, (a, b) in zip(layout.names, layout.shapes, layout.offsets()):
+            p = params[name]
+            if tuple(p.shape) != shape:
+                raise EvoMergeError(f"genome tensor {name} has shape {list(shape)}, model has {list(p.shape)}")
+            view = self.work[a:b].view(shape)
+            view.copy_(p.data)
+            p.data = view
+        self.base_flat = self.work.clone() if layout.kind == "delta" else None
+
+    @staticmethod
+    def _genome_name(param_name: str) -> str:
+        """Parameter name as stored in checkpoints: PEFT saves adapter keys without '.default'."""
+        return param_name.replace(".default.", ".")
+
+    @torch.no_grad()
+    def install(self, genome: Genome) -> None:
+        """Make the model compute with ``genome``'s weights."""
+        if genome.layout != self.layout:
+            self.layout.check_same(genome.layout, "genome to install")
+        self.work.copy_(genome.flat)
+        if self.base_flat is not None:
+            self.work.add_(self.base_flat)
+
+    def export_model(self, out_dir: Path, merge_adapter: bool = True) -> None:
+        """Save the installed genome as a Hugging Face model directory (LoRA merged into the base)."""
+        with torch.no_grad():
+            for p in self.model.parameters():  # own memory again: shared views confuse checkpoint writers
+                p.data = p.data.clone()
+        model = self.model.merge_and_unload() if self.layout.kind == "lora" and merge_adapter else self.model
+        model.save_pretrained(out_dir, safe_serialization=True)
+        self.tokenizer.save_pretrained(out_dir)

@@ -1,0 +1,1 @@
+"""Evolutionary operators: parent choice, coefficients, crossover, mutation, selection, succession, ensemble."""

@@ -1,0 +1,37 @@
+"""The unit of work the engine hands to an executor, and the executor interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+from evo_merge.fitness.evaluator import Evaluation
+from evo_merge.operators.recipes import Recipe
+
+
+@dataclass
+class Job:
+    """Build an offspring from ``recipe`` (or take stored ``weights``) and score it on ``split``."""
+
+    recipe: Recipe | None = None
+    weights: str | None = None
+    split: str = "fitness"
+
+
+@dataclass
+class JobResult:
+    weights: str
+    velocity: str | None
+    evaluation: Evaluation
+    build_seconds: float
+    worker: str
+
+
+class Executor(Protocol):
+    """Runs jobs; results come back in job order. Individuals' weights are read by id from the store."""
+
+    def run(self, jobs: Sequence[Job], on_done: Callable[[JobResult], None] | None = None) -> list[JobResult]: ...
+
+    def ensemble(self, weights: Sequence[str], split: str) -> Evaluation: ...
+
+    def close(self) -> None: ...

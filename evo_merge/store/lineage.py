@@ -1,0 +1,189 @@
+"""SQLite lineage database: every individual, its parents, operator, coefficients, seeds and scores."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS individuals (
+    id INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    operator TEXT NOT NULL,
+    name TEXT,
+    parents TEXT NOT NULL,
+    method TEXT,
+    coefficients TEXT,
+    params TEXT,
+    seed INTEGER,
+    weights TEXT NOT NULL,
+    velocity TEXT,
+    personal_best INTEGER,
+    fitness REAL,
+    task_scores TEXT,
+    test_score REAL,
+    test_task_scores TEXT,
+    build_seconds REAL,
+    eval_seconds REAL,
+    worker TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS population (
+    generation INTEGER NOT NULL,
+    id INTEGER NOT NULL REFERENCES individuals(id),
+    PRIMARY KEY (generation, id)
+);
+CREATE TABLE IF NOT EXISTS generations (
+    generation INTEGER PRIMARY KEY,
+    best REAL, mean REAL, std REAL,
+    offspring INTEGER, seconds REAL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS results (
+    name TEXT PRIMARY KEY,
+    fitness REAL, test_score REAL, detail TEXT
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+_JSON_FIELDS = ("parents", "coefficients", "params", "task_scores", "test_task_scores")
+
+
+@dataclass
+class Individual:
+    """One row of the lineage: how an individual was made and how it scored."""
+
+    id: int
+    generation: int
+    operator: str
+    weights: str
+    parents: list[int] = field(default_factory=list)
+    name: str | None = None
+    method: str | None = None
+    coefficients: list[float] | None = None
+    params: dict[str, Any] | None = None
+    seed: int | None = None
+    velocity: str | None = None
+    personal_best: int | None = None
+    fitness: float | None = None
+    task_scores: dict[str, float] | None = None
+    test_score: float | None = None
+    test_task_scores: dict[str, float] | None = None
+    build_seconds: float | None = None
+    eval_seconds: float | None = None
+    worker: str | None = None
+    created_at: float = 0.0
+
+
+class LineageDB:
+    """Reads and writes the lineage tables; every write is one transaction."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def next_id(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM individuals").fetchone()
+        return int(row[0])
+
+    def add(self, ind: Individual) -> None:
+        ind.created_at = ind.created_at or time.time()
+        row = {k: (json.dumps(v) if k in _JSON_FIELDS and v is not None else v) for k, v in vars(ind).items()}
+        cols = ", ".join(row)
+        with self.transaction() as c:
+            c.execute(f"INSERT INTO individuals ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+
+    def set_test(self, ind_id: int, score: float, task_scores: dict[str, float]) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE individuals SET test_score = ?, test_task_scores = ? WHERE id = ?",
+                      (score, json.dumps(task_scores), ind_id))
+
+    def get(self, ind_id: int) -> Individual | None:
+        row = self.conn.execute("SELECT * FROM individuals WHERE id = ?", (ind_id,)).fetchone()
+        return _to_individual(row) if row else None
+
+    def all(self) -> list[Individual]:
+        return [_to_individual(r) for r in self.conn.execute("SELECT * FROM individuals ORDER BY id")]
+
+    def ancestors(self, ind_id: int) -> list[Individual]:
+        """The individual and all its ancestors, breadth first, each once."""
+        out, seen, queue = [], set(), [ind_id]
+        while queue:
+            cur = queue.pop(0)
+            if cur in seen:
+                continue
+            seen.add(cur)
+            ind = self.get(cur)
+            if ind is None:
+                continue
+            out.append(ind)
+            queue.extend(ind.parents)
+        return out
+
+    def set_population(self, generation: int, ids: list[int], stats: dict[str, float]) -> None:
+        with self.transaction() as c:
+            c.executemany("INSERT INTO population (generation, id) VALUES (?, ?)", [(generation, i) for i in ids])
+            c.execute("INSERT INTO generations (generation, best, mean, std, offspring, seconds, created_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (generation, stats["best"], stats["mean"], stats["std"], stats["offspring"],
+                       stats["seconds"], time.time()))
+
+    def population(self, generation: int | None = None) -> list[int]:
+        if generation is None:
+            generation = self.last_generation()
+        rows = self.conn.execute("SELECT id FROM population WHERE generation = ? ORDER BY id", (generation,))
+        return [r[0] for r in rows]
+
+    def last_generation(self) -> int | None:
+        row = self.conn.execute("SELECT MAX(generation) FROM generations").fetchone()
+        return row[0]
+
+    def generations(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM generations ORDER BY generation")]
+
+    def set_result(self, name: str, fitness: float | None, test_score: float | None, detail: dict) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO results (name, fitness, test_score, detail) VALUES (?, ?, ?, ?)",
+                      (name, fitness, test_score, json.dumps(detail)))
+
+    def results(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM results").fetchall()
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+
+def _to_individual(row: sqlite3.Row) -> Individual:
+    data = {k: row[k] for k in row.keys()}
+    for k in _JSON_FIELDS:
+        if data[k] is not None:
+            data[k] = json.loads(data[k])
+    return Individual(**data)
