@@ -44,6 +44,7 @@ class ModelHost:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.layout = layout

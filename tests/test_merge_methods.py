@@ -231,14 +231,32 @@ def test_lora_product_by_hand() -> None:
     torch.testing.assert_close(out["m.lora_B.weight"] @ out["m.lora_A.weight"], T(1, 0, 0, 2).view(2, 2))
 
 
+def test_lora_product_random_method_and_rank_above_matrix_size() -> None:
+    # rank 8 exceeds min(out, in) = 5: the factors are zero-padded, the layout is kept
+    parents = [lora(1, r=8), lora(2, r=8)]
+    a = merge_genomes("dare_ties", parents, [1, 1], seed=3, params={"density": 0.7}, lora_mode="product")
+    b = merge_genomes("dare_ties", parents, [1, 1], seed=3, params={"density": 0.7}, lora_mode="product")
+    assert a.layout == parents[0].layout and a.content_hash() == b.content_hash()
+    out = merge_genomes("linear", parents, [1, 3], lora_mode="product").tensors()
+    t0, t1 = parents[0].tensors(), parents[1].tensors()
+    A, B = f"{Q}.lora_A.weight", f"{Q}.lora_B.weight"
+    torch.testing.assert_close(out[B] @ out[A], (t0[B] @ t0[A] + 3 * t1[B] @ t1[A]) / 4, rtol=1e-5, atol=1e-5)
+    assert torch.equal(out[A][5:], torch.zeros(3, 6))
+
+
 def test_lora_product_errors() -> None:
     a, b = torch.ones(2, 3), torch.ones(4, 2)
     with pytest.raises(EvoMergeError, match="m.lora_A.weight has no matching m.lora_B.weight"):
         merge_lora_product("linear", [{"m.lora_A.weight": a}], [1], generator=None)
+    with pytest.raises(EvoMergeError, match="m.lora_B.weight has no matching m.lora_A.weight"):
+        merge_lora_product("linear", [{"m.lora_B.weight": b}], [1], generator=None)
+    rank3 = {"m.lora_A.weight": torch.ones(3, 3), "m.lora_B.weight": torch.ones(4, 3)}
     with pytest.raises(EvoMergeError, match="parent 1 has rank 3"):
-        merge_lora_product("linear", [{"m.lora_A.weight": a, "m.lora_B.weight": b},
-                                      {"m.lora_A.weight": torch.ones(3, 3), "m.lora_B.weight": torch.ones(4, 3)}],
-                           [1, 1], generator=None)
+        merge_lora_product("linear", [{"m.lora_A.weight": a, "m.lora_B.weight": b}, rank3], [1, 1],
+                           generator=None)
+    with pytest.raises(EvoMergeError, match=r"parent 0 has A \[2, 3\] and B \[4, 3\]"):
+        merge_lora_product("linear", [{"m.lora_A.weight": a, "m.lora_B.weight": torch.ones(4, 3)}], [1],
+                           generator=None)
     with pytest.raises(EvoMergeError, match="needs LoRA genomes"):
         merge_genomes("linear", [delta(0)], [1], lora_mode="product")
 
@@ -252,7 +270,8 @@ def test_errors() -> None:
     with pytest.raises(EvoMergeError, match="unknown parameter 'densty'"):
         merge_genomes("ties", [p, q], [1, 1], params={"densty": 0.5})
     with pytest.raises(EvoMergeError, match=r"parent 1: tensor b has shape \[2\], expected \[3\]"):
-        merge_genomes("linear", [p, Genome.from_tensors({**p.tensors(), "b": torch.ones(2)}, "delta")], [1, 1])
+        merge_genomes("linear", [p, Genome.from_tensors({**p.tensors(), "b": torch.ones(2)}, "delta")],
+                      [1, 1])
     with pytest.raises(EvoMergeError, match="parent 1 tensor has shape"):
         run("linear", [T(1, 2), T(1, 2, 3)], [1, 1])
     bad = q.clone()

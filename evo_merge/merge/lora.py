@@ -80,7 +80,8 @@ def merge_lora_product(method: str | MergeMethod, parents_tensors: Sequence[Mapp
     for i, tensors in enumerate(parents_tensors[1:], 1):
         if sorted(tensors) != names:
             diff = sorted(set(names) ^ set(tensors))
-            raise EvoMergeError(f"LoRA product merge: parent {i} tensor names differ from parent 0 ({diff[:3]})")
+            raise EvoMergeError(f"LoRA product merge: parent {i} tensor names differ from parent 0 "
+                                f"({diff[:3]})")
     if not names:
         raise EvoMergeError("LoRA product merge: no tensors")
     pairs, others = lora_pairs(names)

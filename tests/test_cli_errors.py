@@ -1,0 +1,174 @@
+"""Bad input: one line naming the problem, exit code 2, no traceback, an existing run untouched."""
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+import factories
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def existing_run(tmp_path_factory, tiny_full):
+    """A finished run that no failing command may change."""
+    from evo_merge.config import load_run_config
+    from evo_merge.runner import execute
+
+    root = tmp_path_factory.mktemp("existing")
+    task = factories.write_task(root)
+    cfg = factories.write_run_config(root, tiny_full, task, generations=1)
+    execute(load_run_config(cfg))
+    return root / "run", cfg, task
+
+
+def assert_one_line_error(code, out, err, pattern):
+    assert code == 2, (code, out, err)
+    lines = [l for l in err.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err + out
+    assert pattern in lines[0], lines[0]
+
+
+def edit_config(cfg_path: Path, tmp_path: Path, edit) -> Path:
+    cfg = yaml.safe_load(cfg_path.read_text())
+    edit(cfg)
+    new = tmp_path / "bad.yaml"
+    new.write_text(yaml.safe_dump(cfg))
+    return new
+
+
+def write_bad_task(tmp_path: Path, rows: list[dict] | None, **spec_changes) -> Path:
+    data = tmp_path / "bad.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in (rows or [])))
+    spec = {"name": "bad", "dataset": {"path": data.name}, "prompt": "{question}", "answer_field": "answer",
+            "choices_field": "choices", "metric": "mc_loglik", "fitness_samples": 10, "test_samples": 5,
+            **spec_changes}
+    path = tmp_path / "bad_task.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+ROWS = [{"question": f"{i}=", "choices": ["1", "2"], "answer": "1"} for i in range(30)]
+
+
+def population_with(tmp_path: Path, tiny_full: Path, mutate_member) -> Path:
+    """A copy of the tiny full population whose first member is altered by ``mutate_member``."""
+    spec = yaml.safe_load(tiny_full.read_text())
+    src = Path(spec["members"][0]["path"])
+    dst = tmp_path / "member0"
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    mutate_member(dst)
+    spec["members"][0]["path"] = str(dst)
+    path = tmp_path / "pop.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _edit_weights(fn):
+    def edit(member_dir: Path):
+        f = member_dir / "model.safetensors"
+        tensors = load_file(str(f))
+        fn(tensors)
+        save_file(tensors, str(f), metadata={"format": "pt"})
+    return edit
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _nan(t):
+    t["model.layers.0.mlp.up_proj.weight"][0, 0] = float("nan")
+
+
+def _reshape(t):
+    t["model.layers.0.mlp.up_proj.weight"] = torch.zeros(3, 3)
+
+
+def _drop(t):
+    del t["model.layers.1.mlp.up_proj.weight"]
+
+
+CASES = {
+    "malformed yaml": (lambda c, tp, pop: write(tp / "m.yaml", "seed: [1,\n"), "malformed YAML"),
+    "not a mapping": (lambda c, tp, pop: write(tp / "m.yaml", "- 1\n"), "expected a YAML mapping"),
+    "missing config": (lambda c, tp, pop: tp / "nope.yaml", "config file not found"),
+    "unknown field": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(sedd=1)), "sedd"),
+    "bad type": (lambda c, tp, pop: edit_config(c, tp, lambda d: d["evolution"].update(generations="many")), "generations"),
+    "unknown method": (lambda c, tp, pop: edit_config(c, tp, lambda d: d["evolution"].update(
+        crossover={"methods": [{"method": "frankenmerge"}]})), "unknown merge method 'frankenmerge'"),
+    "unknown method parameter": (lambda c, tp, pop: edit_config(c, tp, lambda d: d["evolution"].update(
+        crossover={"methods": [{"method": "ties", "params": {"densty": 0.5}}]})), "unknown parameter 'densty'"),
+    "unknown selection": (lambda c, tp, pop: edit_config(c, tp, lambda d: d["evolution"].update(
+        selection={"method": "lottery"})), "unknown selection method 'lottery'"),
+    "missing population": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(population=str(tp / "x.yaml"))),
+                           "population spec file not found"),
+    "missing task": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(tasks=[{"spec": str(tp / "t.yaml")}])),
+                     "task spec file not found"),
+    "empty dataset": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(
+        tasks=[{"spec": str(write_bad_task(tp, []))}])), "dataset is empty"),
+    "too few samples": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(
+        tasks=[{"spec": str(write_bad_task(tp, ROWS[:12]))}])), "fewer than fitness_samples + test_samples"),
+    "answer not a choice": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(
+        tasks=[{"spec": str(write_bad_task(tp, [dict(r, answer="9") for r in ROWS]))}])), "not among its choices"),
+    "missing field": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(
+        tasks=[{"spec": str(write_bad_task(tp, ROWS, answer_field="label"))}])), "field 'label' not in dataset"),
+    "nan weights": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(
+        population=str(population_with(tp, pop, _edit_weights(_nan))))), "NaN"),
+    "mismatched shapes": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(
+        population=str(population_with(tp, pop, _edit_weights(_reshape))))), "has shape"),
+    "mismatched architecture": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(
+        population=str(population_with(tp, pop, _edit_weights(_drop))))), "architecture differs"),
+    "pickle only member": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(
+        population=str(population_with(tp, pop, lambda m: (m / "model.safetensors").rename(m / "pytorch_model.bin"))))),
+        "pickle checkpoints are not loaded"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line_exit_2_and_store_unchanged(case, cli, existing_run, tmp_path, tiny_full):
+    run_dir, cfg, _ = existing_run
+    before = snapshot(run_dir)
+    make, pattern = CASES[case]
+    bad = make(cfg, tmp_path, tiny_full)
+    code, out, err = cli("run", bad, "--out", run_dir / "new")
+    assert_one_line_error(code, out, err, pattern)
+    assert snapshot(run_dir) == before
+    assert not (run_dir / "new").exists()
+
+
+def test_existing_run_directory_refused(cli, existing_run):
+    run_dir, cfg, _ = existing_run
+    before = snapshot(run_dir)
+    code, out, err = cli("run", cfg, "--out", run_dir)
+    assert_one_line_error(code, out, err, "already exists")
+    assert snapshot(run_dir) == before
+
+
+def test_status_and_lineage_errors(cli, existing_run, tmp_path):
+    run_dir, _, _ = existing_run
+    assert_one_line_error(*cli("status", tmp_path), "not a run directory")
+    assert_one_line_error(*cli("lineage", run_dir, "9999"), "no individual 9999")
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    """The installed entry point, as a user runs it."""
+    proc = subprocess.run([sys.executable, "-m", "evo_merge.cli", "run", str(tmp_path / "missing.yaml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "config file not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
