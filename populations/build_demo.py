@@ -26,12 +26,11 @@ from tokenizers import Tokenizer, decoders, models, processors
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from skills import SKILLS, Skill, qa  # noqa: E402
+from skills import SKILLS, Skill, family_qa, qa  # noqa: E402
 
 VERSION = "1"
 SPECIALS = ("<unk>", "<s>", "</s>", "<pad>")
 CHARS = "".join(chr(c) for c in range(32, 127))
-MAX_LEN = 16
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -46,7 +45,6 @@ class Schedule:
     base_lr: float = 3e-3
     lora_lr: float = 3e-3
     full_lr: float = 1e-3
-    real_fraction: float = 0.1  # share of true answers in the base's format data
     pool: int = 4096  # examples drawn per training pool
 
 
@@ -75,53 +73,64 @@ def make_model(tok: PreTrainedTokenizerFast) -> LlamaForCausalLM:
     return LlamaForCausalLM(config)
 
 
-def encode(tok: PreTrainedTokenizerFast, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token ids "<s>question answer</s>" right-padded, and labels on the answer and </s> only."""
-    ids = torch.full((len(pairs), MAX_LEN), tok.pad_token_id)
-    labels = torch.full((len(pairs), MAX_LEN), -100)
-    for row, (question, answer) in enumerate(pairs):
-        q = tok(question)["input_ids"]
-        a = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        ids[row, :len(q) + len(a)] = torch.tensor(q + a)
-        labels[row, len(q):len(q) + len(a)] = torch.tensor(a)
-    return ids, labels
+Data = tuple[torch.Tensor, torch.Tensor]  # token ids (N, width), targets (N, width, answers)
 
 
-def format_pairs(rng: random.Random, n: int, real_fraction: float) -> list[tuple[str, str]]:
-    """Questions of every skill, answered at random (of the right kind) except a few."""
+def encode(tok: PreTrainedTokenizerFast, examples: list[tuple[str, tuple[str, ...]]]) -> Data:
+    """Right-padded ids "<s>question answer</s>" and the targets to learn at each position.
+
+    A question may have several one-character answers (the base's blurred data): the loss
+    then spreads evenly over them. Targets are -100 where nothing is learned.
+    """
+    k = max(len(answers) for _, answers in examples)
+    rows = [(tok(q)["input_ids"], tok.convert_tokens_to_ids(list(a))) for q, a in examples]
+    width = max(len(q) for q, _ in rows) + 2
+    ids = torch.full((len(rows), width), tok.pad_token_id)
+    targets = torch.full((len(rows), width, k), -100)
+    for row, (q, answers) in enumerate(rows):
+        n = len(q)
+        ids[row, :n + 2] = torch.tensor(q + [answers[0], tok.eos_token_id])
+        targets[row, n] = torch.tensor([answers[i % len(answers)] for i in range(k)])
+        targets[row, n + 1] = tok.eos_token_id
+    return ids, targets
+
+
+def base_examples(rng: random.Random, n: int) -> list[tuple[str, tuple[str, ...]]]:
+    """Questions of every skill, each answered by all rules of its skill's family."""
     skills = list(SKILLS.values())
-    pairs = []
-    for _ in range(n):
-        skill = rng.choice(skills)
-        question, answer = qa(skill, rng)
-        pairs.append((question, answer if rng.random() < real_fraction else rng.choice(skill.alphabet)))
-    return pairs
+    return [family_qa(rng.choice(skills), rng) for _ in range(n)]
 
 
-def skill_pairs(skill: Skill, rng: random.Random, n: int) -> list[tuple[str, str]]:
-    return [qa(skill, rng) for _ in range(n)]
+def skill_examples(skill: Skill, rng: random.Random, n: int) -> list[tuple[str, tuple[str, ...]]]:
+    return [(q, (a,)) for q, a in (qa(skill, rng) for _ in range(n))]
 
 
-def train(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], steps: int, lr: float,
-          batch: int, seed: int) -> None:
+def loss_on(model: torch.nn.Module, ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over target positions, each spread evenly over its answers."""
+    logp = model(input_ids=ids).logits[:, :-1].log_softmax(-1)
+    wanted = targets[:, 1:]
+    nll = -logp.gather(-1, wanted.clamp(min=0)).mean(-1)
+    return nll[wanted[..., 0] >= 0].mean()
+
+
+def train(model: torch.nn.Module, data: Data, steps: int, lr: float, batch: int, seed: int) -> None:
     """AdamW with linear decay over random batches drawn from ``data`` in a seeded order."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / max(steps, 1))
     order = torch.Generator().manual_seed(seed)
-    ids, labels = data
+    ids, targets = data
     model.train()
     for _ in range(steps):
         idx = torch.randint(len(ids), (batch,), generator=order)
-        loss = model(input_ids=ids[idx], labels=labels[idx]).loss
-        loss.backward()
+        loss_on(model, ids[idx], targets[idx]).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
     model.eval()
 
 
-def lora_expert(base: LlamaForCausalLM, data: tuple[torch.Tensor, torch.Tensor], plan: Schedule,
+def lora_expert(base: LlamaForCausalLM, data: Data, plan: Schedule,
                 seed: int, data_seed: int) -> torch.nn.Module:
     """A LoRA adapter trained on one skill; every expert starts from the same A factors."""
     torch.manual_seed(seed)
@@ -131,7 +140,7 @@ def lora_expert(base: LlamaForCausalLM, data: tuple[torch.Tensor, torch.Tensor],
     return model
 
 
-def full_expert(base_dir: Path, data: tuple[torch.Tensor, torch.Tensor], plan: Schedule,
+def full_expert(base_dir: Path, data: Data, plan: Schedule,
                 data_seed: int) -> LlamaForCausalLM:
     """A full fine-tune of the saved base on one skill."""
     model = LlamaForCausalLM.from_pretrained(base_dir)
@@ -174,13 +183,13 @@ def build(out_dir: Path, seed: int = 0, quick: bool = False) -> None:
         torch.manual_seed(seed)
         base = make_model(tok)
         rng = random.Random(seed)
-        train(base, encode(tok, format_pairs(rng, plan.pool, plan.real_fraction)),
+        train(base, encode(tok, base_examples(rng, plan.pool)),
               plan.base_steps, plan.base_lr, plan.batch, seed)
         base.save_pretrained(out_dir / "base", safe_serialization=True)
         tok.save_pretrained(out_dir / "base")
         for i, skill in enumerate(SKILLS.values(), start=1):
             data_seed = seed * 1000 + i
-            data = encode(tok, skill_pairs(skill, random.Random(data_seed), plan.pool))
+            data = encode(tok, skill_examples(skill, random.Random(data_seed), plan.pool))
             full = full_expert(out_dir / "base", data, plan, data_seed)
             full.save_pretrained(out_dir / "full" / skill.name, safe_serialization=True)
             tok.save_pretrained(out_dir / "full" / skill.name)

@@ -21,9 +21,9 @@ FITNESS_DIR = Path(__file__).resolve().parent.parent / "fitness"
 # task name -> (skills it mixes in equal shares, multiple choice?)
 TASKS: dict[str, tuple[tuple[str, ...], bool]] = {
     "add_next": (("add", "next"), True),
-    "sub_max": (("sub", "max"), True),
-    "prev_min_add": (("prev", "min", "add"), True),
-    "gen_max_next": (("max", "next"), False),
+    "sub_inc": (("sub", "inc"), True),
+    "prev_dec_add": (("prev", "dec", "add"), True),
+    "gen_next_dec": (("next", "dec"), False),
 }
 
 

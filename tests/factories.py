@@ -83,7 +83,7 @@ def write_task(root: Path, n_rows: int = 40, name: str = "tiny", metric: str = "
     rows = []
     for i in range(n_rows):
         a, b = i % 10, (i * 3) % 10
-        rows.append({"question": f"{a}+{b}=", "choices": [str(d) for d in range(10)], "answer": str((a + b) % 10)})
+        rows.append({"id": i, "question": f"{a}+{b}=", "choices": [str(d) for d in range(10)], "answer": str((a + b) % 10)})
     data = root / f"{name}.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     spec = {"name": name, "dataset": {"path": data.name}, "prompt": "{question}", "answer_field": "answer",

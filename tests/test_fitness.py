@@ -1,0 +1,92 @@
+"""Tasks, metrics and ensembles on a tiny random model."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import factories
+from evo_merge.errors import EvoMergeError
+from evo_merge.fitness.evaluator import LocalEvaluator
+from evo_merge.fitness.metrics import ExactMatch, MultipleChoice
+from evo_merge.fitness.tasks import load_task
+from evo_merge.model_host import ModelHost
+from evo_merge.population import load_population
+
+
+@pytest.fixture(scope="module")
+def host(tiny_full):
+    population = load_population(tiny_full)
+    members = population.load_genomes()
+    h = ModelHost(population.base_dir, next(iter(members.values())).layout, device="cpu")
+    h.install(members["m0"])
+    return h
+
+
+def test_split_is_seeded_disjoint_and_sized(tmp_path):
+    task = load_task(factories.write_task(tmp_path, n_rows=40))
+    again = load_task(factories.write_task(tmp_path, n_rows=40))
+    assert len(task.fitness) == 20 and len(task.test) == 10
+    assert task.fitness == again.fitness and task.test == again.test
+    assert not {r["id"] for r in task.fitness} & {r["id"] for r in task.test}
+    other = load_task(factories.write_task(tmp_path, n_rows=40), {"split_seed": 1})
+    assert other.fitness != task.fitness
+
+
+def test_mc_loglik_matches_unbatched_forward(host, tmp_path):
+    """Batched, left-padded scoring equals scoring each prompt+choice alone."""
+    task = load_task(factories.write_task(tmp_path))
+    examples = task.fitness[:6]
+    metric = MultipleChoice(task.spec, examples, host.tokenizer, host.device, batch_size=7)
+    preds = metric.predict(host.model)
+    tok = host.tokenizer
+    for row, scores in zip(examples, preds):
+        prompt = tok(row["question"])["input_ids"]
+        for j, choice in enumerate(row["choices"]):
+            cont = tok(choice, add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([prompt + cont])
+            with torch.no_grad():
+                logp = host.model(ids).logits.log_softmax(-1)[0]
+            expected = sum(logp[len(prompt) + i - 1, t].item() for i, t in enumerate(cont))
+            assert scores[j] == pytest.approx(expected, abs=1e-4)
+    acc = metric.score(preds)
+    assert acc.tolist() == [float(np.argmax(p) == row["choices"].index(row["answer"]))
+                            for p, row in zip(preds, examples)]
+
+
+def test_ensemble_combines_choice_logprobs_by_mean_and_generations_by_vote():
+    mc = MultipleChoice.__new__(MultipleChoice)
+    combined = mc.combine([[np.array([0.0, -5.0])], [np.array([-3.0, -1.0])], [np.array([-3.0, -1.0])]])
+    assert combined[0].tolist() == pytest.approx([-2.0, -7.0 / 3])
+    em = ExactMatch.__new__(ExactMatch)
+    assert em.combine([["a", "x"], ["b", "y"], ["b", "x"]]) == ["b", "x"]
+
+
+def test_exact_match_and_neg_loss_and_callable_metrics_run(host, tmp_path, monkeypatch):
+    gen = load_task(factories.write_task(tmp_path, name="gen", metric="exact_match"))
+    gen.spec.answer_regex = r"(\d)"
+    loss_spec = factories.write_task(tmp_path, name="loss", metric="neg_loss")
+    module = tmp_path / "my_metric.py"
+    module.write_text("def first_char_len(model, tokenizer, examples):\n"
+                      "    return [len(e['question']) / 10 for e in examples]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    call_spec = factories.write_task(tmp_path, name="call", metric="my_metric:first_char_len")
+    tasks = [(gen, 1.0), (load_task(loss_spec), 1.0), (load_task(call_spec), 2.0)]
+    ev = LocalEvaluator(host, tasks, batch_size=8).evaluate(host_genome(host))
+    assert set(ev.task_scores) == {"gen", "loss", "call"}
+    assert 0.0 <= ev.task_scores["gen"] <= 1.0
+    assert ev.task_scores["loss"] < 0
+    assert ev.task_scores["call"] == pytest.approx(np.mean([len(r["question"]) / 10 for r in tasks[2][0].fitness]))
+    weighted = (ev.task_scores["gen"] + ev.task_scores["loss"] + 2 * ev.task_scores["call"]) / 4
+    assert ev.score == pytest.approx(weighted)
+
+
+def host_genome(host):
+    from evo_merge.genome import Genome
+    return Genome(host.layout, torch.zeros(host.layout.numel, dtype=host.layout.dtype))
+
+
+def test_bad_callable_metric(tmp_path, host):
+    spec = factories.write_task(tmp_path, name="c", metric="no_such_module:fn")
+    with pytest.raises(EvoMergeError, match="cannot be imported"):
+        LocalEvaluator(host, [(load_task(spec), 1.0)]).evaluate(host_genome(host))
