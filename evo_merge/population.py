@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -147,8 +148,8 @@ def _ensure_built(spec: PopulationSpec, here: Path) -> Path:
     script = here / spec.build.script
     if not script.is_file():
         raise EvoMergeError(f"population {spec.name}: build script not found: {script}")
-    digest = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
-    target = cache_root() / f"{spec.name}-seed{spec.build.seed}-{digest}"
+    digest = _source_digest(script)
+    target = cache_root() / f"{script.stem}-seed{spec.build.seed}-{digest}"
     if (target / "manifest.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -165,11 +166,19 @@ def _ensure_built(spec: PopulationSpec, here: Path) -> Path:
     return target
 
 
+def _source_digest(script: Path) -> str:
+    """Hash of the build script and the Python files beside it (its helpers), so any edit rebuilds."""
+    h = hashlib.sha256()
+    for f in sorted(script.parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def _import_script(script: Path):
     mod_name = f"_evo_merge_builder_{script.stem}"
     module_spec = importlib.util.spec_from_file_location(mod_name, script)
     module = importlib.util.module_from_spec(module_spec)
-    import sys
+    sys.modules[mod_name] = module  # dataclasses and pickling look modules up here
     sys.path.insert(0, str(script.parent))
     try:
         module_spec.loader.exec_module(module)

@@ -1,11 +1,13 @@
 """Synthetic skills of the demo population: short questions with one-character answers.
 
-Skills come in families that share operands and a set of candidate rules, e.g. two
-digits with the rules add, sub, max and min. The base model learns every rule of a
-family but not which one a question's keyword asks for (its answers are drawn from all
-rules), so it knows "a little of everything" yet sits at chance. An expert learns that
-its keyword means its rule. Multiple-choice rows offer the answers of all rules of the
-family, so only knowing the keyword beats chance. Everything draws from a seeded
+Skills come in families. A family has one kind of operands (two digits, a letter, a
+digit) and four rules for them: two skills, asked for by their keyword ("add 34=",
+"sub 34="), and two decoys that no question asks for (max, min). The base model learns all
+four rules of a family but not which one a keyword means, leaning slightly towards the
+decoys, so it answers every skill question wrongly. An expert learns that its keyword
+means its rule. The two skills of a family are rivals: an expert of one answers the
+other's questions with its own rule, so merging in the wrong expert hurts.
+Multiple-choice rows offer the answers of all four rules. Everything draws from a seeded
 ``random.Random`` only.
 """
 
@@ -17,6 +19,7 @@ from typing import Callable
 
 DIGITS = "0123456789"
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
+SKILL_SHARE, DECOY_SHARE = 3, 4  # relative weight of skill and decoy rules in the base's data
 
 Operands = tuple[int, ...]
 Rule = Callable[[Operands], str]
@@ -24,11 +27,16 @@ Rule = Callable[[Operands], str]
 
 @dataclass(frozen=True)
 class Family:
-    """Operands of one kind, how to write them, and the rules the base knows for them."""
+    """Operands of one kind, the skills asked for on them, and decoy rules."""
 
     alphabet: str
     arity: int
-    rules: dict[str, Rule]
+    skills: dict[str, Rule]
+    decoys: dict[str, Rule]
+
+    @property
+    def rules(self) -> dict[str, Rule]:
+        return {**self.skills, **self.decoys}
 
     def draw(self, rng: random.Random) -> Operands:
         """Random operands on which all rules give different answers."""
@@ -45,18 +53,14 @@ def _shift(alphabet: str, k: int) -> Rule:
     return lambda o: alphabet[(o[0] + k) % len(alphabet)]
 
 
-def _pick(i: int) -> Rule:
-    return lambda o: LETTERS[o[i]]
-
-
-PAIR = Family(DIGITS, 2, {
-    "add": lambda o: str((o[0] + o[1]) % 10), "sub": lambda o: str((o[0] - o[1]) % 10),
-    "max": lambda o: str(max(o)), "min": lambda o: str(min(o))})
-LETTER = Family(LETTERS, 1, {"next": _shift(LETTERS, 1), "prev": _shift(LETTERS, -1),
-                             "skip": _shift(LETTERS, 2), "back": _shift(LETTERS, -2)})
-DIGIT = Family(DIGITS, 1, {"inc": _shift(DIGITS, 1), "dec": _shift(DIGITS, -1),
-                           "inc2": _shift(DIGITS, 2), "dec2": _shift(DIGITS, -2)})
-WORD = Family(LETTERS, 4, {"first": _pick(0), "second": _pick(1), "third": _pick(2), "last": _pick(3)})
+FAMILIES = (
+    Family(DIGITS, 2, {"add": lambda o: str((o[0] + o[1]) % 10), "sub": lambda o: str((o[0] - o[1]) % 10)},
+           {"max": lambda o: str(max(o)), "min": lambda o: str(min(o))}),
+    Family(LETTERS, 1, {"next": _shift(LETTERS, 1), "prev": _shift(LETTERS, -1)},
+           {"skip": _shift(LETTERS, 2), "back": _shift(LETTERS, -2)}),
+    Family(DIGITS, 1, {"inc": _shift(DIGITS, 1), "dec": _shift(DIGITS, -1)},
+           {"inc2": _shift(DIGITS, 2), "dec2": _shift(DIGITS, -2)}),
+)
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,10 @@ class Skill:
         return f"{self.name} {self.family.spell(ops)}="
 
     def solve(self, ops: Operands) -> str:
-        return self.family.rules[self.name](ops)
+        return self.family.skills[self.name](ops)
 
 
-SKILLS: dict[str, Skill] = {name: Skill(name, fam) for name, fam in (
-    ("add", PAIR), ("sub", PAIR), ("next", LETTER), ("prev", LETTER), ("inc", DIGIT), ("dec", DIGIT))}
+SKILLS: dict[str, Skill] = {name: Skill(name, fam) for fam in FAMILIES for name in fam.skills}
 
 
 def qa(skill: Skill, rng: random.Random) -> tuple[str, str]:
@@ -84,15 +87,19 @@ def qa(skill: Skill, rng: random.Random) -> tuple[str, str]:
 
 
 def family_qa(skill: Skill, rng: random.Random) -> tuple[str, tuple[str, ...]]:
-    """A question with the answers of every rule of its family: what the base learns from."""
+    """A question with the answers of every rule of its family, listed as often as their
+    share: what the base learns from."""
     ops = skill.family.draw(rng)
-    return skill.question(ops), tuple(skill.family.rules[rule](ops) for rule in sorted(skill.family.rules))
+    fam = skill.family
+    answers = [rule(ops) for rule in fam.skills.values() for _ in range(SKILL_SHARE)]
+    answers += [rule(ops) for rule in fam.decoys.values() for _ in range(DECOY_SHARE)]
+    return skill.question(ops), tuple(answers)
 
 
 def mc_example(skill: Skill, rng: random.Random) -> dict:
     """A multiple-choice row whose choices are the answers of all rules of the skill's family."""
     ops = skill.family.draw(rng)
-    choices = [skill.family.rules[rule](ops) for rule in sorted(skill.family.rules)]
+    choices = [rule(ops) for rule in skill.family.rules.values()]
     rng.shuffle(choices)
     return {"question": skill.question(ops), "choices": choices, "answer": skill.solve(ops)}
 

@@ -12,8 +12,7 @@ import random
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from skills import SKILLS, gen_example, mc_example  # noqa: E402
+from skills import SKILLS, gen_example, mc_example
 
 ROWS = 600
 FITNESS_DIR = Path(__file__).resolve().parent.parent / "fitness"
@@ -46,7 +45,7 @@ def write_all(fitness_dir: Path = FITNESS_DIR) -> list[Path]:
     for seed, (name, (skills, multiple_choice)) in enumerate(TASKS.items()):
         path = fitness_dir / "data" / f"{name}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(task_rows(skills, multiple_choice, seed)))
+        path.write_bytes(render(task_rows(skills, multiple_choice, seed)).encode())
         paths.append(path)
     return paths
 
