@@ -55,6 +55,7 @@ class Engine:
         self.db = store.lineage
         self.fitness: dict[int, float] = {}
         self.personal_best: dict[int, int] = {}
+        self.digest: dict[int, str] = {}
         self.member_ids: list[int] = []
 
     # -- running jobs -------------------------------------------------------------------------
@@ -79,6 +80,7 @@ class Engine:
             personal_best=pbest, fitness=ev.score, task_scores=ev.task_scores,
             build_seconds=res.build_seconds, eval_seconds=ev.seconds, worker=res.worker))
         self.fitness[ind_id] = ev.score
+        self.digest[ind_id] = res.weights
         self.personal_best[ind_id] = pbest
         return ind_id
 
@@ -171,11 +173,12 @@ class Engine:
         children = self._execute("offspring", generation, self.plan_offspring(population))
         pool = population + children
         if self.evo.succession.enabled:
-            recipes = self.plan_succession(pool, generation)
-            moved = self._execute("succession", generation, recipes)
-            replaced = {r.parents[0]: new for r, new in zip(recipes, moved)}
-            pool = [replaced.get(i, i) for i in pool]
+            # moved individuals join the pool beside their predecessors: selection decides,
+            # so a step that lands somewhere worse can never lose an elite
+            moved = self._execute("succession", generation, self.plan_succession(pool, generation))
+            pool += moved
             children += moved
+        pool = self._unique(pool)
         fit = np.array([self.fitness[i] for i in pool])
         sel = self.evo.selection
         keep = select_survivors(sel.method, fit, self.evo.population_size, self.rng,
@@ -183,6 +186,16 @@ class Engine:
         survivors = [pool[i] for i in keep]
         self._close_generation(generation, survivors, len(children), time.perf_counter() - start)
         return survivors
+
+    def _unique(self, pool: list[int]) -> list[int]:
+        """One individual per distinct genome (the earliest), so copies cannot crowd out diversity."""
+        seen: set[str] = set()
+        out = []
+        for ind in pool:
+            if self.digest[ind] not in seen:
+                seen.add(self.digest[ind])
+                out.append(ind)
+        return out
 
     def _close_generation(self, generation: int, population: list[int], offspring: int, seconds: float) -> None:
         fit = np.array([self.fitness[i] for i in population])
