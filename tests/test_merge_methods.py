@@ -293,3 +293,18 @@ def test_errors() -> None:
         merge_genomes("slerp", [p, q, p], [1, 1, 1])
     with pytest.raises(EvoMergeError, match="3 weights for 2 parents"):
         merge_genomes("linear", [p, q], [1, 1, 1])
+
+
+@pytest.mark.parametrize("m", [1, 7, 1_000_000, 2_999_990, 2_999_999])
+def test_large_tensor_selection_is_exact_including_ties(m):
+    """Above the exact-kthvalue limit the sampled bracket must still give the exact mask."""
+    from evo_merge.merge.methods import _smallest
+
+    gen = torch.Generator().manual_seed(m)
+    mag = torch.randn(3_000_000, generator=gen).abs()
+    mag[::3] = 0.5  # a third of the values tie, some of them at the threshold
+    got = _smallest(mag, m)
+    threshold = torch.kthvalue(mag, m).values
+    at = mag == threshold
+    expected = (mag < threshold) | (at & (at.cumsum(0) <= m - (mag < threshold).sum()))
+    assert torch.equal(got, expected) and int(got.sum()) == m

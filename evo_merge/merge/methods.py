@@ -61,19 +61,48 @@ def _finish(out: torch.Tensor, name: str, weights: torch.Tensor, normalize: bool
     return out.to(like.dtype)
 
 
+_EXACT_KTH_LIMIT = 1 << 21  # below this many values, kthvalue on the whole tensor is cheap
+_KTH_SAMPLE = 1 << 16
+
+
+def _kth_smallest(mag: torch.Tensor, m: int) -> torch.Tensor:
+    """The exact m-th smallest value (1-based) of 1-D ``mag``.
+
+    For large tensors a fixed-seed sample brackets the answer, and kthvalue runs only on
+    the values inside the bracket (a few per cent of the tensor); if the bracket misses,
+    the whole tensor is used. Either way the result is exact and deterministic."""
+    n = mag.numel()
+    if n <= _EXACT_KTH_LIMIT:
+        return torch.kthvalue(mag, m).values
+    gen = torch.Generator(device=mag.device).manual_seed(0)
+    sample = mag[torch.randint(n, (_KTH_SAMPLE,), generator=gen, device=mag.device)]
+    q, margin = m / n, 8.0 / math.sqrt(_KTH_SAMPLE)
+    k_lo, k_hi = math.floor((q - margin) * _KTH_SAMPLE), math.ceil((q + margin) * _KTH_SAMPLE)
+    lo = torch.kthvalue(sample, k_lo).values if k_lo >= 1 else mag.min()
+    hi = torch.kthvalue(sample, k_hi).values if k_hi <= _KTH_SAMPLE else mag.max()
+    below = int((mag < lo).sum())
+    band = mag[(mag >= lo) & (mag <= hi)]
+    if 1 <= m - below <= band.numel():
+        return torch.kthvalue(band, m - below).values
+    return torch.kthvalue(mag, m).values
+
+
 def _smallest(mag: torch.Tensor, m: int) -> torch.Tensor:
     """Mask of the ``m`` smallest values of 1-D ``mag`` (ties: lower index first).
 
-    Threshold by kthvalue plus a cumulative count over the ties: exact, deterministic on
-    every device, and O(n) instead of a full sort."""
+    Threshold by an exact k-th value plus, only when values tie at the threshold, a
+    cumulative count over the ties: deterministic on every device and O(n)."""
     if m <= 0:
         return torch.zeros_like(mag, dtype=torch.bool)
     if m >= mag.numel():
         return torch.ones_like(mag, dtype=torch.bool)
-    threshold = torch.kthvalue(mag, m).values
+    threshold = _kth_smallest(mag, m)
     below = mag < threshold
     at = mag == threshold
-    return below | (at & (at.cumsum(0) <= m - below.sum()))
+    room = m - int(below.sum())
+    if int(at.sum()) == room:
+        return below | at
+    return below | (at & (at.cumsum(0) <= room))
 
 
 def _keep_top(x: torch.Tensor, density: float) -> torch.Tensor:
