@@ -175,12 +175,13 @@ def write_manifest(out_dir: Path, seed: int, quick: bool) -> None:
 @contextmanager
 def quiet_deterministic() -> Iterator[None]:
     """One intra-op thread and a forked RNG (bit-reproducible, caller's state untouched),
-    no progress bars or warnings; everything restored afterwards."""
+    gradients on (a caller may have turned them off), no progress bars or warnings;
+    everything restored afterwards."""
     threads, bars = torch.get_num_threads(), hf_logging.is_progress_bar_enabled()
     torch.set_num_threads(1)
     hf_logging.disable_progress_bar()
     try:
-        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        with torch.random.fork_rng(devices=[]), torch.enable_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:

@@ -74,3 +74,9 @@ def test_demo_task_specs_load(spec):
     assert len(task.fitness) == 200 and len(task.test) == 200
     for row in task.fitness:
         assert "choices" not in row or row["answer"] in row["choices"]
+
+
+def test_builder_works_with_gradients_disabled_by_the_caller(tmp_path):
+    with torch.no_grad():
+        build_demo.build(tmp_path / "pop", seed=0, quick=True)
+    assert (tmp_path / "pop" / "manifest.json").is_file()
