@@ -27,7 +27,12 @@ def run(config: Path = typer.Argument(..., help="run config YAML"),
         seed: Optional[int] = typer.Option(None, help="override seed"),
         out: Optional[Path] = typer.Option(None, help="override the run directory"),
         population_size: Optional[int] = typer.Option(None, help="override evolution.population_size"),
-        device: Optional[str] = typer.Option(None, help="override eval.device (auto, cpu, cuda, cuda:1)")) -> None:
+        device: Optional[str] = typer.Option(None, help="override eval.device (auto, cpu, cuda, cuda:1)"),
+        backend: Optional[str] = typer.Option(None, help="override pool.backend (local or ray)"),
+        workers: Optional[int] = typer.Option(None, help="override pool.workers"),
+        mode: Optional[str] = typer.Option(None, help="override pool.mode (generational or async)"),
+        address: Optional[str] = typer.Option(None, help="join a Ray cluster: 'auto' or ray://host:port "
+                                                           "(implies --backend ray)")) -> None:
     """Evolve a population and print the test-split table."""
     from evo_merge.config import load_run_config
     from evo_merge.progress import RichHooks
@@ -35,7 +40,9 @@ def run(config: Path = typer.Argument(..., help="run config YAML"),
 
     overrides = {k: v for k, v in {"evolution.generations": generations, "seed": seed,
                                    "out": str(out) if out else None, "evolution.population_size": population_size,
-                                   "eval.device": device}.items() if v is not None}
+                                   "eval.device": device, "pool.backend": "ray" if address else backend,
+                                   "pool.workers": workers, "pool.mode": mode, "pool.address": address}.items()
+                 if v is not None}
     cfg = load_run_config(config, overrides)
     if cfg.out.exists() and any(cfg.out.iterdir()):
         raise EvoMergeError(f"run directory {cfg.out} already exists and is not empty; choose another --out")
@@ -44,7 +51,8 @@ def run(config: Path = typer.Argument(..., help="run config YAML"),
         prepared = prepare(cfg)
     console.print(f"population [bold]{prepared.population.spec.name}[/] ({len(prepared.members)} members, "
                   f"{prepared.population.spec.kind}), tasks: {', '.join(t.name for t, _ in prepared.tasks)}, "
-                  f"device {prepared.evaluator.host.device}; loaded in {time.perf_counter() - start:.1f}s")
+                  f"{cfg.pool.backend} pool of {cfg.pool.workers} worker(s), {cfg.pool.mode}; "
+                  f"loaded in {time.perf_counter() - start:.1f}s")
     with RichHooks(console, cfg.evolution.generations) as hooks:
         outcome = execute(cfg, hooks, prepared)
     table = Table(title=f"Held-out test split ({outcome.run_dir})")

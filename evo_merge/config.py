@@ -97,6 +97,23 @@ class EvalConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
+class PoolConfig(_Strict):
+    """Where individuals are built and scored: this process, or a pool of Ray actors."""
+
+    backend: Literal["local", "ray"] = "local"
+    workers: int = Field(1, ge=1)
+    mode: Literal["generational", "async"] = "generational"
+    address: str | None = Field(None, description="None: start Ray on this machine; 'auto' or 'ray://host:port'")
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    resources_per_worker: dict[str, float] = Field(default_factory=dict)
+    placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    max_worker_failures: int = Field(3, ge=0, description="replacements of one worker slot before the run fails")
+    async_offspring: int | None = Field(None, ge=1, description="async mode: offspring in all; "
+                                        "default generations x population_size / 2")
+    runtime_env: dict[str, Any] | None = None
+
+
 class RunConfig(_Strict):
     """Everything a run needs; paths are resolved relative to the config file."""
 
@@ -106,7 +123,14 @@ class RunConfig(_Strict):
     tasks: list[TaskRef] = Field(min_length=1)
     evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
     trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _async_without_succession(self) -> "RunConfig":
+        if self.pool.mode == "async" and self.evolution.succession.enabled:
+            raise ValueError("pool.mode 'async' does not run succession; set evolution.succession.enabled: false")
+        return self
 
 
 def read_yaml(path: Path, what: str) -> dict[str, Any]:

@@ -47,8 +47,10 @@ class EngineHooks:
 
 class Engine:
     def __init__(self, evo: EvolutionConfig, seed: int, store: RunStore, executor: Executor,
-                 members: dict[str, Genome], hooks: EngineHooks | None = None):
+                 members: dict[str, Genome], hooks: EngineHooks | None = None, mode: str = "generational",
+                 async_offspring: int | None = None):
         self.evo, self.store, self.executor = evo, store, executor
+        self.mode, self.async_offspring = mode, async_offspring
         self.members = members
         self.hooks = hooks or EngineHooks()
         self.rng = np.random.default_rng(seed)
@@ -56,6 +58,7 @@ class Engine:
         self.fitness: dict[int, float] = {}
         self.personal_best: dict[int, int] = {}
         self.digest: dict[int, str] = {}
+        self.velocity: dict[int, str | None] = {}
         self.member_ids: list[int] = []
 
     # -- running jobs -------------------------------------------------------------------------
@@ -64,8 +67,13 @@ class Engine:
         if not recipes:
             return []
         self.hooks.phase(phase, len(recipes))
-        results = self.executor.run([Job(recipe=r) for r in recipes], on_done=lambda _: self.hooks.advance())
+        results = self.executor.run([self._job(r) for r in recipes], on_done=lambda _: self.hooks.advance())
         return [self._record(generation, r, res) for r, res in zip(recipes, results)]
+
+    def _job(self, recipe: Recipe) -> Job:
+        """A job carrying the weight (and velocity) hashes of every individual the recipe names."""
+        return Job(recipe=recipe, inputs={p: self.digest[p] for p in recipe.parents},
+                   velocities={p: self.velocity[p] for p in recipe.parents if self.velocity.get(p)})
 
     def _record(self, generation: int, recipe: Recipe | None, res: JobResult, name: str | None = None) -> int:
         ind_id = self.db.next_id()
@@ -78,9 +86,10 @@ class Engine:
             coefficients=recipe.coefficients if recipe else None, params=recipe.params if recipe else None,
             seed=recipe.seed if recipe else None, weights=res.weights, velocity=res.velocity,
             personal_best=pbest, fitness=ev.score, task_scores=ev.task_scores,
-            build_seconds=res.build_seconds, eval_seconds=ev.seconds, worker=res.worker))
+            build_seconds=res.build_seconds, eval_seconds=ev.seconds, worker=res.worker, node=res.node))
         self.fitness[ind_id] = ev.score
         self.digest[ind_id] = res.weights
+        self.velocity[ind_id] = res.velocity
         self.personal_best[ind_id] = pbest
         return ind_id
 
@@ -204,16 +213,66 @@ class Engine:
         self.hooks.generation(report)
 
     def run(self) -> list[int]:
-        """Initial population, then ``generations`` generations; returns the final population."""
+        """Initial population, then generations (or steady-state offspring); returns the final population."""
         population = self.initialize()
+        if self.mode == "async":
+            return self.run_async(population)
         for g in range(1, self.evo.generations + 1):
             population = self.generation(g, population)
+        return population
+
+    def plan_one(self, population: list[int]) -> Recipe:
+        """One offspring for steady-state mode: a crossover with probability ``rate``, else a mutant."""
+        cx, mu = self.evo.crossover, self.evo.mutation
+        fit = np.array([self.fitness[i] for i in population])
+        if self.rng.random() < cx.rate and len(population) >= cx.num_parents:
+            idx = choose_parents(cx.parent_selection, fit, cx.num_parents, self.rng, tournament_size=cx.tournament_size)
+            coeffs = COEFFICIENTS.get(cx.coefficients)(fit[idx], self.rng, given=cx.given)
+            return self._crossover_recipe([population[i] for i in idx], coeffs)
+        parent = population[choose_parents(cx.parent_selection, fit, 1, self.rng, tournament_size=cx.tournament_size)[0]]
+        params = {"weight_rate": mu.weight_rate, "sigma": mu.sigma, "sigma_mode": mu.sigma_mode}
+        return Recipe("mutation", [parent], params=params, seed=self._seed())
+
+    def run_async(self, population: list[int]) -> list[int]:
+        """Steady state: a new offspring starts as soon as a worker is free; each finished one
+        joins the population and selection trims it back to N. Every N/2 offspring is reported
+        as one generation."""
+        total = self.async_offspring or max(1, self.evo.generations * self.evo.population_size // 2)
+        per_report = max(1, self.evo.population_size // 2)
+        capacity = getattr(self.executor, "capacity", 1)
+        sel = self.evo.selection
+        inflight: dict[int, Recipe] = {}
+        planned = done = 0
+        report_start, generation = time.perf_counter(), 1
+        self.hooks.phase("offspring (async)", total)
+        while planned < min(total, capacity):
+            recipe = self.plan_one(population)
+            inflight[self.executor.submit(self._job(recipe))] = recipe
+            planned += 1
+        while inflight:
+            ticket, res = self.executor.next_done()
+            child = self._record(generation, inflight.pop(ticket), res)
+            pool = self._unique(population + [child])
+            fit = np.array([self.fitness[i] for i in pool])
+            keep = select_survivors(sel.method, fit, self.evo.population_size, self.rng,
+                                    elite_fraction=sel.elite_fraction, tournament_size=sel.tournament_size)
+            population = [pool[i] for i in keep]
+            done += 1
+            self.hooks.advance()
+            if done % per_report == 0 or done == total:
+                self._close_generation(generation, population, per_report if done % per_report == 0
+                                       else done % per_report, time.perf_counter() - report_start)
+                report_start, generation = time.perf_counter(), generation + 1
+            if planned < total:
+                recipe = self.plan_one(population)
+                inflight[self.executor.submit(self._job(recipe))] = recipe
+                planned += 1
         return population
 
     # -- final report -------------------------------------------------------------------------
     def report(self, population: list[int]) -> list[dict]:
         """Score on the test split: best initial member, uniform merge, evolved best, top-k ensemble."""
-        final_gen = self.evo.generations
+        final_gen = self.db.last_generation() or 0
         uniform = Recipe("merge", list(self.member_ids), "linear", [1.0] * len(self.member_ids), {}, self._seed())
         if self.evo_is_lora:
             uniform.params["lora_mode"] = self.evo.crossover.lora_mode
@@ -225,14 +284,14 @@ class Engine:
         entries = [("best initial member", best_member), ("uniform merge", uniform_id), ("evolved best", ranked[0])]
         self.hooks.phase("test split", len(entries) + 2 * len(top_k))
         for label, ind in entries:
-            res = self.executor.run([Job(weights=self.db.get(ind).weights, split="test")])[0]
+            res = self.executor.run([Job(weights=self.digest[ind], split="test")])[0]
             self.hooks.advance()
             ev = res.evaluation
             self.db.set_test(ind, ev.score, ev.task_scores)
             self.db.set_result(label, self.fitness[ind], ev.score, {"id": ind, "test_task_scores": ev.task_scores})
             rows.append({"name": label, "ids": [ind], "fitness": self.fitness[ind], "test": ev.score,
                          "test_tasks": ev.task_scores})
-        hashes = [self.db.get(i).weights for i in top_k]
+        hashes = [self.digest[i] for i in top_k]
         ens_fit = self.executor.ensemble(hashes, "fitness")
         ens_test = self.executor.ensemble(hashes, "test")
         for _ in range(2 * len(top_k)):

@@ -35,12 +35,25 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return getattr(torch, name)
 
 
+def load_tokenizer(base_dir: Path, trust_remote_code: bool = False):
+    """The base model's tokenizer, with a pad token (the EOS token if it has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise EvoMergeError(f"cannot load the tokenizer of {base_dir}: {str(exc).splitlines()[0][:200]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 class ModelHost:
     """Owns the model and tokenizer on one device and installs genomes into it."""
 
     def __init__(self, base_dir: Path, layout: GenomeLayout, *, adapter_dir: Path | None = None,
                  device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
@@ -48,14 +61,12 @@ class ModelHost:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.layout = layout
+        self.tokenizer = load_tokenizer(base_dir, trust_remote_code)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=trust_remote_code)
             model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=self.dtype, use_safetensors=True,
                                                          trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as exc:
             raise EvoMergeError(f"cannot load base model {base_dir}: {str(exc).splitlines()[0][:200]}") from None
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         if layout.kind == "lora":
             if adapter_dir is None:
                 raise EvoMergeError("a LoRA population needs an adapter directory to build the model")

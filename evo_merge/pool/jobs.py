@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 from evo_merge.fitness.evaluator import Evaluation
@@ -11,11 +11,18 @@ from evo_merge.operators.recipes import Recipe
 
 @dataclass
 class Job:
-    """Build an offspring from ``recipe`` (or take stored ``weights``) and score it on ``split``."""
+    """Build an offspring from ``recipe`` (or take stored ``weights``) and score it on ``split``.
+
+    ``inputs`` maps each individual the recipe names to its weight hash, and
+    ``velocities`` to its velocity hash where it has one, so a worker needs only the
+    weight store, never the lineage database.
+    """
 
     recipe: Recipe | None = None
     weights: str | None = None
     split: str = "fitness"
+    inputs: dict[int, str] = field(default_factory=dict)
+    velocities: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -25,10 +32,11 @@ class JobResult:
     evaluation: Evaluation
     build_seconds: float
     worker: str
+    node: str = ""
 
 
 class Executor(Protocol):
-    """Runs jobs; results come back in job order. Individuals' weights are read by id from the store."""
+    """Runs jobs; results come back in job order, whichever worker ran them."""
 
     def run(self, jobs: Sequence[Job], on_done: Callable[[JobResult], None] | None = None) -> list[JobResult]: ...
 

@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS individuals (
     build_seconds REAL,
     eval_seconds REAL,
     worker TEXT,
+    node TEXT,
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS population (
@@ -77,6 +78,7 @@ class Individual:
     build_seconds: float | None = None
     eval_seconds: float | None = None
     worker: str | None = None
+    node: str | None = None
     created_at: float = 0.0
 
 

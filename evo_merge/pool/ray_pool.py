@@ -1,0 +1,243 @@
+"""A pool of Ray actors, each a Worker on its own device, kept busy by a ``ray.wait`` scheduler.
+
+- Jobs carry weight hashes only; workers read parents from, and write children to, the
+  run directory (shared storage on a multi-node cluster). Only scores come back.
+- Results are returned in job order whatever worker ran them, so a generational run is
+  identical with 1, 2 or 4 workers.
+- A worker that dies (ray.kill, its process killed, out of memory) is replaced and its
+  job re-run; a slot that fails more than ``max_worker_failures`` times stops the run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from evo_merge.config import PoolConfig
+from evo_merge.errors import EvoMergeError
+from evo_merge.fitness.evaluator import Evaluation
+from evo_merge.pool.factory import WorkerSpec, make_worker
+from evo_merge.pool.jobs import Job, JobResult
+from evo_merge.pool.worker import RUN_TOKEN_FILE
+from evo_merge.weights_io import atomic_write_text
+
+
+class WorkerActor:
+    """The Ray actor: a Worker built inside the actor's process, named by its Ray node."""
+
+    def __init__(self, spec: WorkerSpec, slot: int, threads: int):
+        import ray
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        node = ray.get_runtime_context().get_node_id()
+        self.worker = make_worker(spec, name=f"ray:{node[:12]}:slot{slot}:pid{os.getpid()}")
+        self.worker.node = node
+
+    def run(self, job: Job) -> JobResult:
+        return self.worker.run(job)
+
+    def ensemble(self, weights: Sequence[str], split: str) -> Evaluation:
+        return self.worker.ensemble(weights, split)
+
+    def check_run_dir(self, token: str) -> str:
+        return self.worker.check_run_dir(token)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+@dataclass
+class PoolStats:
+    """Busy and available worker-seconds, for idle-time figures."""
+
+    busy: float = 0.0
+    available: float = 0.0
+    replaced: int = 0
+    per_phase: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def idle_fraction(self) -> float:
+        return 0.0 if self.available <= 0 else 1.0 - self.busy / self.available
+
+
+class RayExecutor:
+    """Runs jobs on Ray actors; also offers submit/next_done for steady-state scheduling."""
+
+    def __init__(self, spec: WorkerSpec, cfg: PoolConfig):
+        import ray
+
+        self.ray = ray
+        self.spec, self.cfg = spec, cfg
+        self.started_ray = False
+        if not ray.is_initialized():
+            init: dict[str, Any] = {"address": cfg.address, "log_to_driver": False,
+                                    "runtime_env": cfg.runtime_env}
+            if cfg.address is None:  # a local instance sized for the pool
+                init.update(num_cpus=max(os.cpu_count() or 1, int(cfg.workers * cfg.cpus_per_worker + 0.999)),
+                            include_dashboard=False)
+            try:
+                ray.init(**{k: v for k, v in init.items() if v is not None or k == "address"})
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise EvoMergeError(f"cannot start or join Ray (address {cfg.address!r}): "
+                                    f"{str(exc).splitlines()[0][:200]}") from None
+            self.started_ray = True
+        self.pg = self._placement_group()
+        self.failures = [0] * cfg.workers
+        self.actors = [self._new_actor(i) for i in range(cfg.workers)]
+        self.stats = PoolStats()
+        self._inflight: dict[Any, tuple[int, int, Job, float]] = {}
+        self._free: deque[int] = deque(range(cfg.workers))
+        self._queue: deque[tuple[int, Job]] = deque()
+        self._next_ticket = 0
+
+    # -- setup ---------------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return len(self.actors)
+
+    def _bundle(self) -> dict[str, float]:
+        bundle = {"CPU": self.cfg.cpus_per_worker, **self.cfg.resources_per_worker}
+        if self.cfg.gpus_per_worker:
+            bundle["GPU"] = self.cfg.gpus_per_worker
+        return bundle
+
+    def _placement_group(self):
+        from ray.util.placement_group import placement_group
+
+        pg = placement_group([self._bundle()] * self.cfg.workers, strategy=self.cfg.placement)
+        ready, _ = self.ray.wait([pg.ready()], timeout=120)
+        if not ready:
+            total = self.ray.cluster_resources()
+            raise EvoMergeError(f"Ray cannot place {self.cfg.workers} workers of {self._bundle()} "
+                                f"({self.cfg.placement}); cluster has {total}")
+        return pg
+
+    def _new_actor(self, slot: int):
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        options = {"num_cpus": self.cfg.cpus_per_worker, "num_gpus": self.cfg.gpus_per_worker,
+                   "resources": dict(self.cfg.resources_per_worker), "max_restarts": 0,
+                   "scheduling_strategy": PlacementGroupSchedulingStrategy(self.pg, placement_group_bundle_index=slot)}
+        cls = self.ray.remote(WorkerActor)
+        return cls.options(**options).remote(self.spec, slot, int(self.cfg.cpus_per_worker))
+
+    def attach_run_dir(self, run_dir: Path) -> list[str]:
+        """Write a token into the run directory; every worker must read it back (shared storage)."""
+        token = secrets.token_hex(16)
+        atomic_write_text(Path(run_dir) / RUN_TOKEN_FILE, token)
+        return self._get_all([a.check_run_dir.remote(token) for a in self.actors])
+
+    def _get_all(self, refs: list) -> list:
+        try:
+            return self.ray.get(refs)
+        except self.ray.exceptions.RayTaskError as exc:
+            raise _unwrap(exc) from None
+        except self.ray.exceptions.RayActorError as exc:
+            raise EvoMergeError(f"a Ray worker failed to start: {_first_line(exc)}") from None
+
+    # -- scheduling ----------------------------------------------------------------------------
+    def submit(self, job: Job) -> int:
+        """Queue a job; returns its ticket. Jobs start as soon as a worker is free."""
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        self._queue.append((ticket, job))
+        self._dispatch()
+        return ticket
+
+    def _dispatch(self) -> None:
+        while self._free and self._queue:
+            slot = self._free.popleft()
+            ticket, job = self._queue.popleft()
+            ref = self.actors[slot].run.remote(job)
+            self._inflight[ref] = (slot, ticket, job, time.perf_counter())
+
+    def next_done(self) -> tuple[int, JobResult]:
+        """Block until some job finishes; returns (ticket, result). Dead workers are replaced."""
+        while True:
+            if not self._inflight:
+                raise RuntimeError("next_done with nothing submitted")
+            done, _ = self.ray.wait(list(self._inflight), num_returns=1)
+            ref = done[0]
+            slot, ticket, job, started = self._inflight.pop(ref)
+            try:
+                result = self.ray.get(ref)
+            except self.ray.exceptions.RayTaskError as exc:
+                raise _unwrap(exc) from None
+            except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError,
+                    self.ray.exceptions.ObjectLostError) as exc:
+                self._replace(slot, exc)
+                self._queue.appendleft((ticket, job))
+                self._free.append(slot)
+                self._dispatch()
+                continue
+            self.stats.busy += time.perf_counter() - started
+            self._free.append(slot)
+            self._dispatch()
+            return ticket, result
+
+    def _replace(self, slot: int, exc: BaseException) -> None:
+        self.failures[slot] += 1
+        self.stats.replaced += 1
+        if self.failures[slot] > self.cfg.max_worker_failures:
+            raise EvoMergeError(f"Ray worker {slot} failed {self.failures[slot]} times "
+                                f"(last: {_first_line(exc)}); giving up")
+        try:
+            self.ray.kill(self.actors[slot])
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self.actors[slot] = self._new_actor(slot)
+
+    def run(self, jobs: Sequence[Job], on_done: Callable[[JobResult], None] | None = None) -> list[JobResult]:
+        """All jobs, spread over the workers; results in job order."""
+        start = time.perf_counter()
+        busy_before = self.stats.busy
+        tickets = [self.submit(job) for job in jobs]
+        index = {t: i for i, t in enumerate(tickets)}
+        results: list[JobResult | None] = [None] * len(jobs)
+        for _ in jobs:
+            ticket, result = self.next_done()
+            results[index[ticket]] = result
+            if on_done:
+                on_done(result)
+        wall = time.perf_counter() - start
+        self.stats.available += wall * len(self.actors)
+        self.stats.per_phase.append({"jobs": len(jobs), "wall": wall, "busy": self.stats.busy - busy_before,
+                                     "workers": len(self.actors)})
+        return results  # type: ignore[return-value]
+
+    def ensemble(self, weights: Sequence[str], split: str) -> Evaluation:
+        return self._get_all([self.actors[0].ensemble.remote(list(weights), split)])[0]
+
+    def close(self) -> None:
+        from ray.util.placement_group import remove_placement_group
+
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor)
+            except Exception:  # noqa: BLE001
+                pass
+        try:
+            remove_placement_group(self.pg)
+        except Exception:  # noqa: BLE001
+            pass
+        if self.started_ray:
+            self.ray.shutdown()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _unwrap(exc: Exception) -> Exception:
+    """A worker's EvoMergeError comes back as itself; anything else keeps Ray's error."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, EvoMergeError):
+        return cause
+    return exc

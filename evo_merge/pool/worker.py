@@ -1,0 +1,99 @@
+"""A worker: one model host on one device that builds offspring in place and scores them.
+
+Plain Python, no Ray: the in-process executor, tests and GPU benchmarks use it as it is,
+and the Ray pool wraps it in an actor.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+from evo_merge.errors import EvoMergeError
+from evo_merge.fitness.evaluator import Evaluation, LocalEvaluator
+from evo_merge.genome import Genome
+from evo_merge.operators.recipes import build
+from evo_merge.pool.jobs import Job, JobResult
+from evo_merge.store.weights import WeightStore
+
+RUN_TOKEN_FILE = ".evo-merge-token"
+
+
+class GenomeCache:
+    """Least-recently-used genomes on the worker's device, bounded in bytes."""
+
+    def __init__(self, weights: WeightStore, device, max_bytes: int):
+        self.weights, self.device, self.max_bytes = weights, device, max_bytes
+        self._items: OrderedDict[str, Genome] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, digest: str) -> Genome:
+        if digest in self._items:
+            self._items.move_to_end(digest)
+            return self._items[digest]
+        return self.put(digest, self.weights.load(digest, device=self.device))
+
+    def put(self, digest: str, genome: Genome) -> Genome:
+        if digest not in self._items:
+            self._items[digest] = genome
+            self._bytes += genome.nbytes()
+        while len(self._items) > 1 and self._bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= old.nbytes()
+        return genome
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._bytes = 0
+
+
+class Worker:
+    """Builds and scores individuals; reads and writes weights in the run's weight store."""
+
+    def __init__(self, run_dir: Path, evaluator: LocalEvaluator, name: str | None = None,
+                 cache_bytes: int = 2 << 30):
+        self.run_dir = Path(run_dir)
+        self.weights = WeightStore(self.run_dir / "weights")
+        self.evaluator = evaluator
+        self.cache = GenomeCache(self.weights, evaluator.host.device, cache_bytes)
+        self.node = socket.gethostname()
+        self.name = name or f"worker:{self.node}:{os.getpid()}"
+
+    def check_run_dir(self, token: str) -> str:
+        """Raise unless this worker sees the driver's run directory (shared storage)."""
+        path = self.run_dir / RUN_TOKEN_FILE
+        seen = path.read_text().strip() if path.is_file() else None
+        if seen != token:
+            raise EvoMergeError(f"run directory {self.run_dir} is not visible from node {self.node}: "
+                                "put the run directory on storage shared by every node")
+        return self.node
+
+    def run(self, job: Job) -> JobResult:
+        start = time.perf_counter()
+        velocity_hash = None
+        if job.recipe is not None:
+            fetch = lambda i: self.cache.get(job.inputs[i])  # noqa: E731
+            fetch_velocity = lambda i: self.cache.get(job.velocities[i]) if i in job.velocities else None  # noqa: E731
+            built = build(job.recipe, fetch, fetch_velocity)
+            digest = self.weights.save(built.genome)
+            genome = self.cache.put(digest, built.genome)
+            if built.velocity is not None:
+                velocity_hash = self.weights.save(built.velocity)
+                self.cache.put(velocity_hash, built.velocity)
+        else:
+            digest = job.weights
+            genome = self.cache.get(digest)
+        build_seconds = time.perf_counter() - start
+        evaluation = self.evaluator.evaluate(genome, job.split)
+        return JobResult(digest, velocity_hash, evaluation, build_seconds, self.name, self.node)
+
+    def ensemble(self, weights: Sequence[str], split: str) -> Evaluation:
+        evaluations = [self.evaluator.evaluate(self.cache.get(d), split) for d in weights]
+        return self.evaluator.ensemble(evaluations, split)
+
+    def pid(self) -> int:
+        return os.getpid()
