@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -134,16 +133,11 @@ def main() -> None:
     """Entry point: one line and exit 2 on user errors; a traceback only with EVO_MERGE_DEBUG=1."""
     debug = os.environ.get("EVO_MERGE_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
+        app()  # click's standalone mode: usage errors print their message and exit 2
     except EvoMergeError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - last resort: never a traceback for users

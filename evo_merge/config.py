@@ -108,6 +108,7 @@ class PoolConfig(_Strict):
     gpus_per_worker: float = Field(0.0, ge=0)
     resources_per_worker: dict[str, float] = Field(default_factory=dict)
     placement: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    prefetch: int = Field(2, ge=1, description="jobs queued on each worker, so none waits on a round trip")
     max_worker_failures: int = Field(3, ge=0, description="replacements of one worker slot before the run fails")
     async_offspring: int | None = Field(None, ge=1, description="async mode: offspring in all; "
                                         "default generations x population_size / 2")

@@ -283,9 +283,9 @@ class Engine:
         rows = []
         entries = [("best initial member", best_member), ("uniform merge", uniform_id), ("evolved best", ranked[0])]
         self.hooks.phase("test split", len(entries) + 2 * len(top_k))
-        for label, ind in entries:
-            res = self.executor.run([Job(weights=self.digest[ind], split="test")])[0]
-            self.hooks.advance()
+        results = self.executor.run([Job(weights=self.digest[ind], split="test") for _, ind in entries],
+                                    on_done=lambda _: self.hooks.advance())
+        for (label, ind), res in zip(entries, results):
             ev = res.evaluation
             self.db.set_test(ind, ev.score, ev.task_scores)
             self.db.set_result(label, self.fitness[ind], ev.score, {"id": ind, "test_task_scores": ev.task_scores})

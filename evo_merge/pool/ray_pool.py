@@ -4,8 +4,10 @@
   run directory (shared storage on a multi-node cluster). Only scores come back.
 - Results are returned in job order whatever worker ran them, so a generational run is
   identical with 1, 2 or 4 workers.
+- Each worker holds ``prefetch`` jobs (default 2): while it computes one, the next is
+  already queued on it, so no worker waits on a driver round trip between jobs.
 - A worker that dies (ray.kill, its process killed, out of memory) is replaced and its
-  job re-run; a slot that fails more than ``max_worker_failures`` times stops the run.
+  jobs re-run; a slot that fails more than ``max_worker_failures`` times stops the run.
 """
 
 from __future__ import annotations
@@ -54,16 +56,27 @@ class WorkerActor:
 
 @dataclass
 class PoolStats:
-    """Busy and available worker-seconds, for idle-time figures."""
+    """Busy worker-seconds per window: a window runs from the moment jobs are in flight with
+    none before to the moment none are left (one generational phase, or a whole steady state)."""
 
-    busy: float = 0.0
-    available: float = 0.0
     replaced: int = 0
-    per_phase: list[dict[str, float]] = field(default_factory=list)
+    windows: list[dict[str, float]] = field(default_factory=list)
+
+    def open(self, workers: int) -> None:
+        self.windows.append({"start": time.perf_counter(), "wall": 0.0, "busy": 0.0, "jobs": 0,
+                             "workers": workers})
+
+    def job_done(self, busy: float, idle_now: bool) -> None:
+        """``busy``: seconds the worker itself spent on the job (build + evaluation)."""
+        w = self.windows[-1]
+        w["busy"] += busy
+        w["jobs"] += 1
+        if idle_now:
+            w["wall"] = time.perf_counter() - w["start"]
 
     @property
-    def idle_fraction(self) -> float:
-        return 0.0 if self.available <= 0 else 1.0 - self.busy / self.available
+    def busy(self) -> float:
+        return sum(w["busy"] for w in self.windows)
 
 
 class RayExecutor:
@@ -89,17 +102,20 @@ class RayExecutor:
             self.started_ray = True
         self.pg = self._placement_group()
         self.failures = [0] * cfg.workers
+        self.incarnation = [0] * cfg.workers
         self.actors = [self._new_actor(i) for i in range(cfg.workers)]
         self.stats = PoolStats()
-        self._inflight: dict[Any, tuple[int, int, Job, float]] = {}
-        self._free: deque[int] = deque(range(cfg.workers))
+        self._inflight: dict[Any, tuple[int, int, int, Job]] = {}
+        # one credit per job a worker may hold; interleaved so jobs spread over workers first
+        self._free: deque[int] = deque(slot for _ in range(cfg.prefetch) for slot in range(cfg.workers))
         self._queue: deque[tuple[int, Job]] = deque()
         self._next_ticket = 0
 
     # -- setup ---------------------------------------------------------------------------------
     @property
     def capacity(self) -> int:
-        return len(self.actors)
+        """Jobs that can be in flight at once (workers x prefetch)."""
+        return len(self.actors) * self.cfg.prefetch
 
     def _bundle(self) -> dict[str, float]:
         bundle = {"CPU": self.cfg.cpus_per_worker, **self.cfg.resources_per_worker}
@@ -151,11 +167,13 @@ class RayExecutor:
         return ticket
 
     def _dispatch(self) -> None:
+        if self._queue and not self._inflight and self._free:
+            self.stats.open(len(self.actors))
         while self._free and self._queue:
             slot = self._free.popleft()
             ticket, job = self._queue.popleft()
             ref = self.actors[slot].run.remote(job)
-            self._inflight[ref] = (slot, ticket, job, time.perf_counter())
+            self._inflight[ref] = (slot, self.incarnation[slot], ticket, job)
 
     def next_done(self) -> tuple[int, JobResult]:
         """Block until some job finishes; returns (ticket, result). Dead workers are replaced."""
@@ -164,21 +182,22 @@ class RayExecutor:
                 raise RuntimeError("next_done with nothing submitted")
             done, _ = self.ray.wait(list(self._inflight), num_returns=1)
             ref = done[0]
-            slot, ticket, job, started = self._inflight.pop(ref)
+            slot, incarnation, ticket, job = self._inflight.pop(ref)
             try:
                 result = self.ray.get(ref)
             except self.ray.exceptions.RayTaskError as exc:
                 raise _unwrap(exc) from None
             except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError,
                     self.ray.exceptions.ObjectLostError) as exc:
-                self._replace(slot, exc)
+                if incarnation == self.incarnation[slot]:  # the first news of this death
+                    self._replace(slot, exc)
                 self._queue.appendleft((ticket, job))
                 self._free.append(slot)
                 self._dispatch()
                 continue
-            self.stats.busy += time.perf_counter() - started
             self._free.append(slot)
             self._dispatch()
+            self.stats.job_done(result.build_seconds + result.evaluation.seconds, idle_now=not self._inflight)
             return ticket, result
 
     def _replace(self, slot: int, exc: BaseException) -> None:
@@ -191,12 +210,11 @@ class RayExecutor:
             self.ray.kill(self.actors[slot])
         except Exception:  # noqa: BLE001 - already gone
             pass
+        self.incarnation[slot] += 1
         self.actors[slot] = self._new_actor(slot)
 
     def run(self, jobs: Sequence[Job], on_done: Callable[[JobResult], None] | None = None) -> list[JobResult]:
         """All jobs, spread over the workers; results in job order."""
-        start = time.perf_counter()
-        busy_before = self.stats.busy
         tickets = [self.submit(job) for job in jobs]
         index = {t: i for i, t in enumerate(tickets)}
         results: list[JobResult | None] = [None] * len(jobs)
@@ -205,10 +223,6 @@ class RayExecutor:
             results[index[ticket]] = result
             if on_done:
                 on_done(result)
-        wall = time.perf_counter() - start
-        self.stats.available += wall * len(self.actors)
-        self.stats.per_phase.append({"jobs": len(jobs), "wall": wall, "busy": self.stats.busy - busy_before,
-                                     "workers": len(self.actors)})
         return results  # type: ignore[return-value]
 
     def ensemble(self, weights: Sequence[str], split: str) -> Evaluation:
