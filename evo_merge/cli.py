@@ -54,6 +54,11 @@ def run(config: Path = typer.Argument(..., help="run config YAML"),
                   f"loaded in {time.perf_counter() - start:.1f}s")
     with RichHooks(console, cfg.evolution.generations) as hooks:
         outcome = execute(cfg, hooks, prepared)
+    _print_rows(outcome)
+    console.print(f"done in {time.perf_counter() - start:.1f}s; run directory: {outcome.run_dir}")
+
+
+def _print_rows(outcome) -> None:
     table = Table(title=f"Held-out test split ({outcome.run_dir})")
     table.add_column("model")
     table.add_column("fitness set", justify="right")
@@ -61,7 +66,108 @@ def run(config: Path = typer.Argument(..., help="run config YAML"),
     for row in outcome.rows:
         table.add_row(row["name"], f"{row['fitness']:.4f}", f"{row['test']:.4f}")
     console.print(table)
+
+
+@app.command()
+def search(config: Path = typer.Argument(..., help="run config YAML; its 'search' section sets the search"),
+           out: Optional[Path] = typer.Option(None, help="override the run directory"),
+           seed: Optional[int] = typer.Option(None, help="override seed"),
+           optimizer: Optional[str] = typer.Option(None, help="override search.optimizer (NGOpt, CMA, PSO, ...)"),
+           budget: Optional[int] = typer.Option(None, help="override search.budget"),
+           num_workers: Optional[int] = typer.Option(None, help="override search.num_workers"),
+           objective: Optional[str] = typer.Option(None, help="override search.objective (fitness or loss)"),
+           granularity: Optional[str] = typer.Option(None, help="override search.granularity (parent, layers, filters)"),
+           device: Optional[str] = typer.Option(None, help="override eval.device"),
+           backend: Optional[str] = typer.Option(None, help="override pool.backend (local or ray)"),
+           workers: Optional[int] = typer.Option(None, help="override pool.workers"),
+           address: Optional[str] = typer.Option(None, help="join a Ray cluster (implies --backend ray)"),
+           resume: bool = typer.Option(False, "--resume", help="continue the interrupted search in the run directory")
+           ) -> None:
+    """LoraHub-style: search the members' best composition for the task with Nevergrad."""
+    from evo_merge.config import load_run_config
+    from evo_merge.progress import RichHooks
+    from evo_merge.runner import execute_search, prepare
+
+    overrides = {k: v for k, v in {"seed": seed, "out": str(out) if out else None, "search.optimizer": optimizer,
+                                   "search.budget": budget, "search.num_workers": num_workers,
+                                   "search.objective": objective, "search.granularity": granularity,
+                                   "eval.device": device, "pool.backend": "ray" if address else backend,
+                                   "pool.workers": workers, "pool.address": address}.items() if v is not None}
+    cfg = load_run_config(config, overrides)
+    if not resume and cfg.out.exists() and any(cfg.out.iterdir()):
+        raise EvoMergeError(f"run directory {cfg.out} already exists and is not empty; choose another --out "
+                            "or pass --resume")
+    start = time.perf_counter()
+    with console.status("loading population, tasks and model"):
+        prepared = prepare(cfg)
+    sc = cfg.search
+    console.print(f"search {sc.optimizer}, budget {sc.budget}, {sc.num_workers} at once, method {sc.method}, "
+                  f"granularity {sc.granularity}, objective {sc.objective}, l1 {sc.l1}; population "
+                  f"[bold]{prepared.population.spec.name}[/] ({len(prepared.members)} members)")
+    with RichHooks(console, 1) as hooks:
+        outcome = execute_search(cfg, hooks, prepared, resume=resume)
+    _print_rows(outcome)
+    _print_composition(outcome.run_dir, outcome.final_population[0])
     console.print(f"done in {time.perf_counter() - start:.1f}s; run directory: {outcome.run_dir}")
+
+
+def _print_composition(run_dir: Path, ind_id: int) -> None:
+    from evo_merge.store import RunStore
+
+    store = RunStore.open(run_dir)
+    try:
+        ind = store.lineage.get(ind_id)
+        names = {i.id: i.name or str(i.id) for i in store.lineage.all()}
+        labels = ind.params.get("group_labels", ["all"])
+        k = len(ind.parents)
+        table = Table(title=f"searched composition: individual {ind_id} ({ind.method})")
+        table.add_column("group")
+        for p in ind.parents:
+            table.add_column(names[p], justify="right")
+        for g, label in enumerate(labels):
+            table.add_row(label, *(f"{c:+.3f}" for c in ind.coefficients[g * k:(g + 1) * k]))
+        console.print(table)
+        extra = {k: v for k, v in ind.params.items() if k not in ("groups", "group_labels", "lora_mode")}
+        if extra:
+            console.print("merge parameters: " + ", ".join(f"{k}={v:.3g}" for k, v in extra.items()))
+        for s in store.lineage.searches():
+            png = Path(run_dir) / f"search-{s['id']}.png"
+            console.print(f"best-so-far curve: {png}")
+    finally:
+        store.close()
+
+
+@app.command()
+def candidates(run_dir: Path = typer.Argument(..., help="run directory"),
+               search_id: Optional[int] = typer.Option(None, "--search", help="search id (default: the last)"),
+               top: int = typer.Option(0, help="show only the N best (0: all, in tell order)")) -> None:
+    """Every candidate a coefficient search evaluated: coefficients, parameters, objective, fitness."""
+    from evo_merge.store import RunStore
+
+    store = RunStore.open(run_dir)
+    try:
+        searches = store.lineage.searches()
+        if not searches:
+            raise EvoMergeError(f"no coefficient search in {run_dir}")
+        chosen = searches[-1] if search_id is None else next((s for s in searches if s["id"] == search_id), None)
+        if chosen is None:
+            raise EvoMergeError(f"no search {search_id} in {run_dir} (searches: {[s['id'] for s in searches]})")
+        rows = [r for r in store.lineage.search_candidates(chosen["id"]) if r["told"] is not None]
+        rows.sort(key=(lambda r: (r["objective"], r["idx"])) if top else (lambda r: r["told"]))
+        rows = rows[:top] if top else rows
+        st = chosen["settings"]
+        table = Table(title=f"search {chosen['id']} ({st['optimizer']}, budget {st['budget']}, {chosen['status']}): "
+                            f"parents {chosen['parents']}")
+        for col in ("#", "told", "objective", "fitness", "coefficients", "params"):
+            table.add_column(col)
+        for r in rows:
+            v = r["value"]
+            table.add_row(str(r["idx"]), str(r["told"]), f"{r['objective']:.4f}", f"{r['fitness']:.4f}",
+                          " ".join(f"{c:+.2f}" for c in v["coefficients"]),
+                          ", ".join(f"{k}={x:.3g}" for k, x in v["params"].items()))
+        console.print(table)
+    finally:
+        store.close()
 
 
 @app.command()

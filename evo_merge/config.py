@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,6 +81,68 @@ class EnsembleConfig(_Strict):
     top_k: int = Field(3, ge=1)
 
 
+class SearchConfig(_Strict):
+    """Nevergrad search over merge coefficients: LoraHub-style composition of the members,
+    or per-layer / per-tensor-filter recipes (mergekit-evolve style)."""
+
+    optimizer: str = Field("NGOpt", description="a name in nevergrad.optimizers.registry: NGOpt, CMA, "
+                           "TwoPointsDE, PSO, OnePlusOne, ...")
+    budget: int = Field(60, ge=1, description="candidates evaluated")
+    num_workers: int = Field(1, ge=1, description="candidates evaluated at once")
+    parents: Literal["all"] | int = Field("all", description="'all', or the k fittest")
+    method: str = Field("task_arithmetic", description="merge method; task_arithmetic is LoraHub's weighted sum")
+    params: dict[str, float | list[float]] = Field(default_factory=dict,
+                                                   description="merge parameters: a number is fixed, "
+                                                   "[low, high] is searched")
+    granularity: Literal["parent", "layers", "filters"] = "parent"
+    layer_groups: int = Field(4, ge=1, description="granularity 'layers': blocks of consecutive layers")
+    filters: list[str] = Field(default_factory=list, description="granularity 'filters': tensor-name substrings")
+    bounds: tuple[float, float] = (-1.5, 1.5)
+    init: Literal["uniform", "zeros"] = "uniform"
+    l1: float = Field(0.0, ge=0, description="weight of the mean absolute coefficient in the objective")
+    objective: Literal["fitness", "loss"] = "fitness"
+    tell_order: Literal["completion", "ask"] = "completion"
+    lora_mode: Literal["factors", "product"] = "factors"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SearchConfig":
+        lo, hi = self.bounds
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+            raise ValueError(f"bounds must be two finite numbers, lower below upper; got [{lo}, {hi}]")
+        if isinstance(self.parents, int) and self.parents < 2:
+            raise ValueError(f"parents must be 'all' or at least 2, got {self.parents}")
+        for name, value in self.params.items():
+            if isinstance(value, list) and (len(value) != 2 or value[0] >= value[1]):
+                raise ValueError(f"params.{name}: a searched parameter is [low, high] with low < high, got {value}")
+        if self.granularity == "filters" and not self.filters:
+            raise ValueError("granularity 'filters' needs a non-empty filters list")
+        return self
+
+    def searched_params(self) -> dict[str, tuple[float, float]]:
+        return {k: (float(v[0]), float(v[1])) for k, v in self.params.items() if isinstance(v, list)}
+
+    def fixed_params(self) -> dict[str, float]:
+        return {k: v for k, v in self.params.items() if not isinstance(v, list)}
+
+    def groups_spec(self) -> dict[str, Any]:
+        """How tensors map to coefficient groups, as recorded in each composition recipe."""
+        spec: dict[str, Any] = {"granularity": self.granularity}
+        if self.granularity == "layers":
+            spec["layer_groups"] = self.layer_groups
+        if self.granularity == "filters":
+            spec["filters"] = list(self.filters)
+        return spec
+
+
+class EvolutionSearchConfig(SearchConfig):
+    """A coefficient-search crossover inside evolution: every ``every`` generations, the
+    ``parents`` fittest of the population are merged with searched coefficients."""
+
+    every: int = Field(5, ge=1, description="run a search in every N-th generation")
+    parents: Literal["all"] | int = 4
+    budget: int = Field(30, ge=1)
+
+
 class EvolutionConfig(_Strict):
     generations: int = Field(5, ge=0)
     population_size: int = Field(10, ge=2, description="N_max: survivors per generation")
@@ -89,6 +152,7 @@ class EvolutionConfig(_Strict):
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
     succession: SuccessionConfig = Field(default_factory=SuccessionConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    search: EvolutionSearchConfig | None = None
 
 
 class EvalConfig(_Strict):
@@ -125,12 +189,15 @@ class RunConfig(_Strict):
     evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig, description="settings of `evo-merge search`")
     trust_remote_code: bool = False
 
     @model_validator(mode="after")
     def _async_without_succession(self) -> "RunConfig":
         if self.pool.mode == "async" and self.evolution.succession.enabled:
             raise ValueError("pool.mode 'async' does not run succession; set evolution.succession.enabled: false")
+        if self.pool.mode == "async" and self.evolution.search is not None:
+            raise ValueError("pool.mode 'async' does not run coefficient searches; remove evolution.search")
         return self
 
 

@@ -14,14 +14,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from evo_merge.config import EvolutionConfig
+from evo_merge.config import EvolutionConfig, SearchConfig
+from evo_merge.errors import EvoMergeError
 from evo_merge.genome import Genome
 from evo_merge.operators.coefficients import COEFFICIENTS
 from evo_merge.operators.parents import choose_parents
 from evo_merge.operators.recipes import Recipe
 from evo_merge.operators.selection import select_survivors
+from evo_merge.merge.groups import tensor_groups
 from evo_merge.operators.succession import swarm_randoms
 from evo_merge.pool.jobs import Executor, Job, JobResult
+from evo_merge.search import CoefficientSearch, CoefficientSpace
+from evo_merge.search.plot import plot_search
 from evo_merge.store import Individual, RunStore
 
 SEED_BOUND = 2**62
@@ -115,7 +119,12 @@ class Engine:
     def initialize(self) -> list[int]:
         """Score the members (generation 0); with init='pairs', seed the population with merged pairs."""
         self.hooks.phase("members", len(self.members))
+        recorded = {ind.name: ind.id for ind in self.db.all() if ind.operator == "member"}
         for name, genome in self.members.items():
+            if name in recorded:  # scored before an interruption
+                self.member_ids.append(recorded[name])
+                self.hooks.advance()
+                continue
             digest = self.store.weights.save(genome)
             res = self.executor.run([Job(weights=digest)])[0]
             self.member_ids.append(self._record(0, None, res, name=name))
@@ -129,6 +138,14 @@ class Engine:
             population = self._execute("pairs", 0, recipes)
         self._close_generation(0, population, len(population), 0.0)
         return population
+
+    def restore(self) -> None:
+        """Load every recorded individual's fitness, weights and velocity (resuming a run)."""
+        for ind in self.db.all():
+            self.fitness[ind.id] = ind.fitness
+            self.digest[ind.id] = ind.weights
+            self.velocity[ind.id] = ind.velocity
+            self.personal_best[ind.id] = ind.personal_best if ind.personal_best is not None else ind.id
 
     def _crossover_recipe(self, parents: list[int], coefficients: list[float]) -> Recipe:
         cx = self.evo.crossover
@@ -180,6 +197,9 @@ class Engine:
     def generation(self, generation: int, population: list[int]) -> list[int]:
         start = time.perf_counter()
         children = self._execute("offspring", generation, self.plan_offspring(population))
+        sc = self.evo.search
+        if sc is not None and generation % sc.every == 0:
+            children.append(self.search(generation, population + children, sc))
         pool = population + children
         if self.evo.succession.enabled:
             # moved individuals join the pool beside their predecessors: selection decides,
@@ -269,28 +289,61 @@ class Engine:
                 planned += 1
         return population
 
+    # -- coefficient search ---------------------------------------------------------------------
+    def search(self, generation: int, candidates: list[int], cfg: SearchConfig) -> int:
+        """Search merge coefficients for the fittest of ``candidates`` (or all of them); the best
+        composition becomes an individual of ``generation``. An interrupted search resumes."""
+        row = self.db.open_search(generation)
+        if row is None:
+            ranked = sorted(candidates, key=lambda i: (-self.fitness[i], i))
+            parents = ranked if cfg.parents == "all" else ranked[: cfg.parents]
+            if len(parents) < 2:
+                raise EvoMergeError(f"a coefficient search needs at least 2 parents, {len(parents)} available")
+            seed = self._seed()
+            search_id = self.db.add_search(generation, parents, cfg.model_dump(mode="json"), seed,
+                                           self.rng.bit_generator.state)
+        else:
+            parents, seed, search_id = row["parents"], row["seed"], row["id"]
+            self.rng.bit_generator.state = row["rng_state"]
+        layout = next(iter(self.members.values())).layout
+        space = CoefficientSpace(cfg, len(parents), tensor_groups(layout.names, cfg.granularity, cfg.layer_groups,
+                                                                   cfg.filters), seed)
+        self.hooks.phase(f"search {cfg.optimizer}", cfg.budget)
+        search = CoefficientSearch(search_id, cfg, space, parents, {p: self.digest[p] for p in parents}, seed,
+                                   self.db, self.executor, self.evo_is_lora, on_told=lambda n, best: self.hooks.advance())
+        best = search.run()
+        child = self._execute("search result", generation, [search.recipe(best.candidate)])[0]
+        self.db.finish_search(search_id, best.index, child)
+        plot_search(self.db.search_candidates(search_id), self.store.root / f"search-{search_id}.png",
+                    f"{cfg.optimizer}, {len(parents)} parents x {len(space.groups)} group(s), budget {cfg.budget}")
+        return child
+
+    def run_search(self, cfg: SearchConfig) -> int:
+        """Standalone LoraHub-style run: score the members, search their best composition."""
+        if self.db.last_generation() is None:
+            self.initialize()
+        else:
+            self.restore()
+            self.member_ids = [i.id for i in self.db.all() if i.operator == "member"]
+        done = next((s for s in self.db.searches() if s["generation"] == 1 and s["status"] == "finished"), None)
+        if done is not None:
+            return done["result"]
+        start = time.perf_counter()
+        child = self.search(1, list(self.member_ids), cfg)
+        self._close_generation(1, self.member_ids + [child], 1, time.perf_counter() - start)
+        return child
+
     # -- final report -------------------------------------------------------------------------
     def report(self, population: list[int]) -> list[dict]:
         """Score on the test split: best initial member, uniform merge, evolved best, top-k ensemble."""
-        final_gen = self.db.last_generation() or 0
-        uniform = Recipe("merge", list(self.member_ids), "linear", [1.0] * len(self.member_ids), {}, self._seed())
-        if self.evo_is_lora:
-            uniform.params["lora_mode"] = self.evo.crossover.lora_mode
-        uniform_id = self._execute("uniform merge", final_gen, [uniform])[0]
+        uniform_id = self._uniform_merge(self.db.last_generation() or 0)
         best_member = max(self.member_ids, key=self.fitness.__getitem__)
         ranked = sorted(population, key=lambda i: (-self.fitness[i], i))
         top_k = ranked[: self.evo.ensemble.top_k]
         rows = []
         entries = [("best initial member", best_member), ("uniform merge", uniform_id), ("evolved best", ranked[0])]
         self.hooks.phase("test split", len(entries) + 2 * len(top_k))
-        results = self.executor.run([Job(weights=self.digest[ind], split="test") for _, ind in entries],
-                                    on_done=lambda _: self.hooks.advance())
-        for (label, ind), res in zip(entries, results):
-            ev = res.evaluation
-            self.db.set_test(ind, ev.score, ev.task_scores)
-            self.db.set_result(label, self.fitness[ind], ev.score, {"id": ind, "test_task_scores": ev.task_scores})
-            rows.append({"name": label, "ids": [ind], "fitness": self.fitness[ind], "test": ev.score,
-                         "test_tasks": ev.task_scores})
+        rows.extend(self._test_rows(entries))
         hashes = [self.digest[i] for i in top_k]
         ens_fit = self.executor.ensemble(hashes, "fitness")
         ens_test = self.executor.ensemble(hashes, "test")
@@ -301,3 +354,31 @@ class Engine:
         rows.append({"name": label, "ids": top_k, "fitness": ens_fit.score, "test": ens_test.score,
                      "test_tasks": ens_test.task_scores})
         return rows
+
+    def _uniform_merge(self, generation: int) -> int:
+        uniform = Recipe("merge", list(self.member_ids), "linear", [1.0] * len(self.member_ids), {}, self._seed())
+        if self.evo_is_lora:
+            uniform.params["lora_mode"] = self.evo.crossover.lora_mode
+        return self._execute("uniform merge", generation, [uniform])[0]
+
+    def _test_rows(self, entries: list[tuple[str, int]]) -> list[dict]:
+        """Score individuals on the test split and record them as report rows."""
+        results = self.executor.run([Job(weights=self.digest[ind], split="test") for _, ind in entries],
+                                    on_done=lambda _: self.hooks.advance())
+        rows = []
+        for (label, ind), res in zip(entries, results):
+            ev = res.evaluation
+            self.db.set_test(ind, ev.score, ev.task_scores)
+            self.db.set_result(label, self.fitness[ind], ev.score, {"id": ind, "test_task_scores": ev.task_scores})
+            rows.append({"name": label, "ids": [ind], "fitness": self.fitness[ind], "test": ev.score,
+                         "test_tasks": ev.task_scores})
+        return rows
+
+    def search_report(self, result: int) -> list[dict]:
+        """Test split: best member, uniform merge of all members, the searched composition."""
+        uniform_id = self._uniform_merge(self.db.last_generation() or 0)
+        best_member = max(self.member_ids, key=self.fitness.__getitem__)
+        entries = [("best initial member", best_member), ("uniform merge", uniform_id),
+                   ("searched composition", result)]
+        self.hooks.phase("test split", len(entries))
+        return self._test_rows(entries)

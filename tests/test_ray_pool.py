@@ -108,11 +108,14 @@ def test_async_mode_runs_its_budget_and_keeps_elites(config, tmp_path):
     store.close()
 
 
-def test_run_dir_not_visible_to_workers_is_refused(config, tmp_path):
+def test_run_dir_not_visible_to_workers_is_refused(config, tmp_path, monkeypatch):
     """A worker that cannot read the driver's token (node-local path) stops the run with a clear error."""
+    import evo_merge.pool.ray_pool as ray_pool
+
     cfg = load_run_config(config, {"out": str(tmp_path / "r"), "pool.backend": "ray", "pool.workers": 1})
     prepared = prepare(cfg)
-    prepared.spec.run_dir = tmp_path / "elsewhere"  # what a worker on another node would see
+    # the token lands on the driver's disk only: what a worker on another node sees of a local path
+    monkeypatch.setattr(ray_pool, "atomic_write_text", lambda path, text: None)
     executor = RayExecutor(prepared.spec, cfg.pool)
     try:
         with pytest.raises(EvoMergeError, match="not visible from node"):

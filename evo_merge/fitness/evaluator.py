@@ -13,7 +13,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
-from evo_merge.fitness.metrics import Metric, make_metric
+from evo_merge.fitness.metrics import Metric, NegativeLoss, make_metric
 from evo_merge.fitness.tasks import Task
 from evo_merge.genome import Genome
 from evo_merge.model_host import ModelHost
@@ -30,12 +30,13 @@ class Evaluation:
     example_scores: dict[str, np.ndarray] = field(repr=False)
     predictions: dict[str, list[Any]] = field(repr=False)
     seconds: float = 0.0
+    loss: float | None = None  # weighted mean per-token loss of the reference answers, when asked
 
 
 class Evaluator(Protocol):
     """What the engine needs from whoever scores genomes (in process, or a Ray pool)."""
 
-    def evaluate(self, genome: Genome, split: str = "fitness") -> Evaluation: ...
+    def evaluate(self, genome: Genome, split: str = "fitness", loss: bool = False) -> Evaluation: ...
 
     def ensemble(self, evaluations: Sequence[Evaluation], split: str = "fitness") -> Evaluation: ...
 
@@ -45,6 +46,8 @@ class LocalEvaluator:
 
     def __init__(self, host: ModelHost, tasks: Sequence[tuple[Task, float]], batch_size: int = 64):
         self.host = host
+        self.tasks, self.batch_size = list(tasks), batch_size
+        self._loss_metrics: dict[str, dict[str, NegativeLoss]] = {}
         self.weights = {t.name: w for t, w in tasks}
         total = sum(self.weights.values())
         self.weights = {k: v / total for k, v in self.weights.items()}
@@ -54,13 +57,25 @@ class LocalEvaluator:
             for split in SPLITS
         }
 
-    def evaluate(self, genome: Genome, split: str = "fitness") -> Evaluation:
+    def evaluate(self, genome: Genome, split: str = "fitness", loss: bool = False) -> Evaluation:
         start = time.perf_counter()
         self.host.install(genome)
         preds = {name: m.predict(self.host.model) for name, m in self.metrics[split].items()}
         ev = self._from_predictions(preds, split)
+        if loss:
+            ev.loss = self._loss(split)
         ev.seconds = time.perf_counter() - start
         return ev
+
+    def _loss(self, split: str) -> float:
+        """Weighted mean over tasks of the per-token loss of each example's reference answer."""
+        if split not in self._loss_metrics:
+            self._loss_metrics[split] = {
+                t.name: NegativeLoss(t.spec, t.examples(split), self.host.tokenizer, self.host.device,
+                                     self.batch_size) for t, _ in self.tasks if t.examples(split)}
+        per_task = {name: -float(np.mean(m.predict(self.host.model)))
+                    for name, m in self._loss_metrics[split].items()}
+        return float(sum(self.weights[n] * v for n, v in per_task.items()))
 
     def ensemble(self, evaluations: Sequence[Evaluation], split: str = "fitness") -> Evaluation:
         """Combine members' predictions per task (vote or mean log-prob) and score the result."""

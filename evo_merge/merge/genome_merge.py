@@ -3,6 +3,8 @@
 Elementwise methods run once over the parents' flat buffers; the others run per tensor
 name, writing into views of one preallocated output buffer. LoRA genomes may instead be
 merged through their B @ A products (``lora_mode="product"``, see ``lora.py``).
+``merge_genomes_grouped`` gives each tensor group its own row of weights (per-layer or
+per-tensor-filter recipes).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 
 from evo_merge.errors import EvoMergeError
 from evo_merge.genome import Genome
-from evo_merge.merge.lora import merge_lora_product
+from evo_merge.merge.lora import lora_pairs, merge_lora_product
 from evo_merge.merge.registry import MergeMethod, get_merge_method
 
 LoraMode = Literal["factors", "product"]
@@ -68,6 +70,43 @@ def merge_genomes(method: str | MergeMethod, parents: Sequence[Genome],
             view.copy_(m([t[name] for t in per_parent], w, generator=generator, **resolved))
     _check_child(child, parents, m.name)
     return child
+
+
+def merge_genomes_grouped(method: str | MergeMethod, parents: Sequence[Genome], weights: torch.Tensor,
+                          groups: Sequence[int], *, seed: int | None = None, params: dict[str, Any] | None = None,
+                          lora_mode: LoraMode = "factors") -> Genome:
+    """Merge with weights per tensor group: ``weights`` is (G, k), ``groups[i]`` the group of
+    the layout's i-th tensor. One group is exactly ``merge_genomes``."""
+    w = torch.as_tensor(weights, dtype=torch.float32)
+    if w.dim() != 2 or w.shape[1] != len(parents):
+        raise EvoMergeError(f"grouped merge: weights of shape {list(w.shape)}, expected (groups, {len(parents)})")
+    if w.shape[0] == 1:
+        return merge_genomes(method, parents, w[0], seed=seed, params=params, lora_mode=lora_mode)
+    m = get_merge_method(method) if isinstance(method, str) else method
+    if not parents:
+        raise EvoMergeError(f"merge method {m.name!r}: no parents")
+    layout = parents[0].layout
+    if len(groups) != len(layout.names) or max(groups) >= w.shape[0]:
+        raise EvoMergeError(f"grouped merge: {len(groups)} group indices for {len(layout.names)} tensors "
+                            f"and {w.shape[0]} weight rows")
+    for i, parent in enumerate(parents[1:], 1):
+        layout.check_same(parent.layout, what=f"parent {i}")
+    per_group: dict[int, list[str]] = {}
+    for name, g in zip(layout.names, groups):
+        per_group.setdefault(g, []).append(name)
+    if lora_mode == "product":
+        group_of = dict(zip(layout.names, groups))
+        for a_name, b_name in lora_pairs(layout.names)[0].values():
+            if group_of[a_name] != group_of[b_name]:
+                raise EvoMergeError(f"lora_mode 'product' needs {a_name} and {b_name} in one coefficient group")
+    views = [p.tensors() for p in parents]
+    merged: dict[str, torch.Tensor] = {}
+    for g, names in per_group.items():
+        subs = [Genome.from_tensors({n: v[n] for n in names}, layout.kind, check_finite=False) for v in views]
+        child = merge_genomes(m, subs, w[g], seed=None if seed is None else seed + g, params=params,
+                              lora_mode=lora_mode)
+        merged.update(child.tensors())
+    return _assemble(parents[0], merged)
 
 
 def _assemble(like: Genome, tensors: dict[str, torch.Tensor]) -> Genome:

@@ -14,7 +14,8 @@ from typing import Any, Callable
 import torch
 
 from evo_merge.genome import Genome
-from evo_merge.merge import merge_genomes
+from evo_merge.merge import merge_genomes, merge_genomes_grouped
+from evo_merge.merge.groups import groups_from_params
 from evo_merge.operators.mutation import mutate
 from evo_merge.operators.succession import SwarmWeights, swarm_step
 from evo_merge.registry import Registry
@@ -73,6 +74,22 @@ def crossover(recipe: Recipe, fetch: Fetch, fetch_velocity: FetchVelocity) -> Bu
 
 
 BUILDERS.register("merge")(crossover)  # a baseline merge (e.g. uniform over all members): same mechanics
+
+
+@BUILDERS.register("composition")
+def composition(recipe: Recipe, fetch: Fetch, fetch_velocity: FetchVelocity) -> Built:
+    """A coefficient search's merge: one row of coefficients per tensor group (see merge/groups.py),
+    group-major in ``recipe.coefficients``; no inherited velocity."""
+    params = dict(recipe.params)
+    lora_mode = params.pop("lora_mode", "factors")
+    spec = {"groups": params.pop("groups", None)}
+    params.pop("group_labels", None)
+    parents = [fetch(p) for p in recipe.parents]
+    groups = groups_from_params(parents[0].layout.names, spec)
+    weights = torch.tensor(recipe.coefficients, dtype=torch.float32).reshape(len(groups), len(parents))
+    child = merge_genomes_grouped(recipe.method, parents, weights, groups.of, seed=recipe.seed, params=params,
+                                  lora_mode=lora_mode)
+    return Built(child)
 
 
 @BUILDERS.register("mutation")

@@ -15,7 +15,9 @@ class Job:
 
     ``inputs`` maps each individual the recipe names to its weight hash, and
     ``velocities`` to its velocity hash where it has one, so a worker needs only the
-    weight store, never the lineage database.
+    weight store, never the lineage database. ``persist=False`` scores a candidate without
+    storing it (a coefficient search's trial merges); ``loss=True`` also measures the
+    answer loss on the split.
     """
 
     recipe: Recipe | None = None
@@ -23,11 +25,13 @@ class Job:
     split: str = "fitness"
     inputs: dict[int, str] = field(default_factory=dict)
     velocities: dict[int, str] = field(default_factory=dict)
+    persist: bool = True
+    loss: bool = False
 
 
 @dataclass
 class JobResult:
-    weights: str
+    weights: str  # content hash; "" for a job with persist=False
     velocity: str | None
     evaluation: Evaluation
     build_seconds: float

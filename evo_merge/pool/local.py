@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 from typing import Callable, Sequence
 
 from evo_merge.fitness.evaluator import Evaluation
@@ -35,6 +36,11 @@ class LocalExecutor:
             if on_done:
                 on_done(results[-1])
         return results
+
+    def attach_run_dir(self, run_dir: Path) -> list[str]:
+        """Point the worker at a (new) run directory."""
+        self.worker.use_run_dir(run_dir)
+        return [self.worker.node]
 
     def ensemble(self, weights: Sequence[str], split: str) -> Evaluation:
         return self.worker.ensemble(weights, split)

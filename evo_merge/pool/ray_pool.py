@@ -16,7 +16,7 @@ import os
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -47,8 +47,8 @@ class WorkerActor:
     def ensemble(self, weights: Sequence[str], split: str) -> Evaluation:
         return self.worker.ensemble(weights, split)
 
-    def check_run_dir(self, token: str) -> str:
-        return self.worker.check_run_dir(token)
+    def check_run_dir(self, token: str, run_dir: Path | None = None) -> str:
+        return self.worker.check_run_dir(token, run_dir)
 
     def pid(self) -> int:
         return os.getpid()
@@ -147,7 +147,8 @@ class RayExecutor:
         """Write a token into the run directory; every worker must read it back (shared storage)."""
         token = secrets.token_hex(16)
         atomic_write_text(Path(run_dir) / RUN_TOKEN_FILE, token)
-        return self._get_all([a.check_run_dir.remote(token) for a in self.actors])
+        self.spec = replace(self.spec, run_dir=Path(run_dir))  # for workers started later
+        return self._get_all([a.check_run_dir.remote(token, Path(run_dir)) for a in self.actors])
 
     def _get_all(self, refs: list) -> list:
         try:

@@ -63,8 +63,17 @@ class Worker:
         self.node = socket.gethostname()
         self.name = name or f"worker:{self.node}:{os.getpid()}"
 
-    def check_run_dir(self, token: str) -> str:
+    def use_run_dir(self, run_dir: Path) -> None:
+        """Work in another run directory from now on (a pool reused across runs)."""
+        if Path(run_dir) != self.run_dir:
+            self.run_dir = Path(run_dir)
+            self.weights = WeightStore(self.run_dir / "weights")
+            self.cache = GenomeCache(self.weights, self.cache.device, self.cache.max_bytes)
+
+    def check_run_dir(self, token: str, run_dir: Path | None = None) -> str:
         """Raise unless this worker sees the driver's run directory (shared storage)."""
+        if run_dir is not None:
+            self.use_run_dir(run_dir)
         path = self.run_dir / RUN_TOKEN_FILE
         seen = path.read_text().strip() if path.is_file() else None
         if seen != token:
@@ -79,16 +88,18 @@ class Worker:
             fetch = lambda i: self.cache.get(job.inputs[i])  # noqa: E731
             fetch_velocity = lambda i: self.cache.get(job.velocities[i]) if i in job.velocities else None  # noqa: E731
             built = build(job.recipe, fetch, fetch_velocity)
-            digest = self.weights.save(built.genome)
-            genome = self.cache.put(digest, built.genome)
-            if built.velocity is not None:
+            genome, digest = built.genome, ""
+            if job.persist:
+                digest = self.weights.save(built.genome)
+                self.cache.put(digest, built.genome)
+            if built.velocity is not None and job.persist:
                 velocity_hash = self.weights.save(built.velocity)
                 self.cache.put(velocity_hash, built.velocity)
         else:
             digest = job.weights
             genome = self.cache.get(digest)
         build_seconds = time.perf_counter() - start
-        evaluation = self.evaluator.evaluate(genome, job.split)
+        evaluation = self.evaluator.evaluate(genome, job.split, loss=job.loss)
         return JobResult(digest, velocity_hash, evaluation, build_seconds, self.name, self.node)
 
     def ensemble(self, weights: Sequence[str], split: str) -> Evaluation:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from evo_merge.store.search_log import SearchLog
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS individuals (
     id INTEGER PRIMARY KEY,
@@ -50,6 +52,32 @@ CREATE TABLE IF NOT EXISTS results (
     fitness REAL, test_score REAL, detail TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS searches (
+    id INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    parents TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    rng_state TEXT,
+    status TEXT NOT NULL,
+    best_candidate INTEGER,
+    result INTEGER REFERENCES individuals(id),
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS search_candidates (
+    search INTEGER NOT NULL REFERENCES searches(id),
+    idx INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    told INTEGER,
+    objective REAL,
+    fitness REAL,
+    loss REAL,
+    l1 REAL,
+    task_scores TEXT,
+    seconds REAL,
+    worker TEXT,
+    PRIMARY KEY (search, idx)
+);
 """
 
 _JSON_FIELDS = ("parents", "coefficients", "params", "task_scores", "test_task_scores")
@@ -82,7 +110,7 @@ class Individual:
     created_at: float = 0.0
 
 
-class LineageDB:
+class LineageDB(SearchLog):
     """Reads and writes the lineage tables; every write is one transaction."""
 
     def __init__(self, path: Path):

@@ -1,0 +1,89 @@
+"""Tensor groups: which coefficient of a per-group merge recipe applies to which tensor.
+
+A coefficient search may give each parent one coefficient for the whole genome
+(``parent``), one per block of consecutive layers (``layers``, mergekit-evolve's layer
+granularity), or one per tensor-name filter (``filters``, e.g. ``self_attn`` and ``mlp``).
+Groups are a pure function of the tensor names, so a recipe that records the granularity
+rebuilds the same assignment anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+from evo_merge.errors import EvoMergeError
+
+Granularity = Literal["parent", "layers", "filters"]
+_LAYER = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class TensorGroups:
+    """``labels[g]`` names group g; ``of[i]`` is the group of the layout's i-th tensor."""
+
+    labels: tuple[str, ...]
+    of: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def layer_index(name: str) -> int | None:
+    """The decoder layer a tensor belongs to (``model.layers.7.mlp...`` -> 7), else None."""
+    m = _LAYER.search(name)
+    return int(m.group(1)) if m else None
+
+
+def tensor_groups(names: Sequence[str], granularity: Granularity = "parent", layer_groups: int = 1,
+                  filters: Sequence[str] = ()) -> TensorGroups:
+    """Assign each tensor name to a group; every group holds at least one tensor."""
+    if granularity == "parent":
+        return TensorGroups(("all",), (0,) * len(names))
+    if granularity == "layers":
+        return _by_layers(names, layer_groups)
+    if granularity == "filters":
+        return _by_filters(names, filters)
+    raise EvoMergeError(f"unknown granularity {granularity!r} (known: parent, layers, filters)")
+
+
+def _by_layers(names: Sequence[str], layer_groups: int) -> TensorGroups:
+    layers = [layer_index(n) for n in names]
+    present = sorted({i for i in layers if i is not None})
+    if not present:
+        raise EvoMergeError("granularity 'layers': no tensor name has a layer index (like '.layers.3.')")
+    n_layers = present[-1] + 1
+    if layer_groups < 1 or layer_groups > n_layers:
+        raise EvoMergeError(f"layer_groups must be between 1 and the {n_layers} layers, got {layer_groups}")
+    block = [i * layer_groups // n_layers for i in range(n_layers)]
+    labels = []
+    for g in range(layer_groups):
+        members = [i for i in range(n_layers) if block[i] == g]
+        labels.append(f"layers {members[0]}-{members[-1]}")
+    of = [block[i] if i is not None else layer_groups for i in layers]
+    if any(i is None for i in layers):
+        labels.append("other")
+    return TensorGroups(tuple(labels), tuple(of))
+
+
+def _by_filters(names: Sequence[str], filters: Sequence[str]) -> TensorGroups:
+    if not filters:
+        raise EvoMergeError("granularity 'filters' needs a list of tensor-name filters")
+    of = []
+    for name in names:
+        hit = next((g for g, f in enumerate(filters) if f in name), len(filters))
+        of.append(hit)
+    for g, f in enumerate(filters):
+        if g not in of:
+            raise EvoMergeError(f"tensor-name filter {f!r} matches no tensor (or only tensors an earlier "
+                                "filter already took)")
+    labels = list(filters) + (["rest"] if len(filters) in of else [])
+    return TensorGroups(tuple(labels), tuple(of))
+
+
+def groups_from_params(names: Sequence[str], params: dict[str, Any]) -> TensorGroups:
+    """The groups a recipe's ``params['groups']`` entry describes."""
+    spec = params.get("groups") or {"granularity": "parent"}
+    return tensor_groups(names, spec.get("granularity", "parent"), spec.get("layer_groups", 1),
+                         spec.get("filters", ()))

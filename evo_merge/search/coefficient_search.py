@@ -1,0 +1,146 @@
+"""The ask/tell loop of a coefficient search, recorded candidate by candidate.
+
+``num_workers`` candidates are in flight at once through the executor (the Ray pool
+where there is one) and are told back as they finish (``tell_order: completion``) or in
+the order they were asked (``tell_order: ask``, identical for any number of workers).
+
+The optimizer's state is its event log: every asked candidate and, after each tell, the
+tell's position and objective, each written in one SQLite transaction. A Nevergrad
+optimizer rebuilt with the same settings and seed and told the same results in the same
+order is in the same state, so resuming replays the log (no evaluation, no pickle) and
+then proposes exactly the candidates an uninterrupted search would have. Replayed asks
+are checked against the recorded ones.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from evo_merge.config import SearchConfig
+from evo_merge.errors import EvoMergeError
+from evo_merge.operators.recipes import Recipe
+from evo_merge.pool.jobs import Job, JobResult
+from evo_merge.search.space import Candidate, CoefficientSpace, make_optimizer
+from evo_merge.store.lineage import LineageDB
+
+
+@dataclass
+class SearchBest:
+    index: int
+    candidate: Candidate
+    objective: float
+    fitness: float
+
+
+class CoefficientSearch:
+    """Searches the coefficients of one merge of ``parents`` (individual ids)."""
+
+    def __init__(self, search_id: int, cfg: SearchConfig, space: CoefficientSpace, parents: list[int],
+                 digests: dict[int, str], seed: int, db: LineageDB, executor: Any, lora: bool,
+                 on_told: Callable[[int, float], None] | None = None):
+        self.id, self.cfg, self.space, self.parents = search_id, cfg, space, parents
+        self.digests, self.seed, self.db, self.executor, self.lora = digests, seed, db, executor, lora
+        self.on_told = on_told or (lambda told, best: None)
+
+    # -- recipes ------------------------------------------------------------------------------
+    def recipe(self, cand: Candidate) -> Recipe:
+        """The composition recipe of a candidate: enough to rebuild it anywhere."""
+        params: dict[str, Any] = dict(cand.params)
+        params["groups"] = self.cfg.groups_spec()
+        params["group_labels"] = list(self.space.groups.labels)
+        if self.lora:
+            params["lora_mode"] = self.cfg.lora_mode
+        return Recipe("composition", list(self.parents), self.cfg.method, cand.coefficients, params, self.seed)
+
+    def _job(self, cand: Candidate) -> Job:
+        return Job(recipe=self.recipe(cand), inputs={p: self.digests[p] for p in self.parents},
+                   persist=False, loss=self.cfg.objective == "loss")
+
+    def _objective(self, cand: Candidate, res: JobResult) -> float:
+        ev = res.evaluation
+        base = -ev.score if self.cfg.objective == "fitness" else float(ev.loss)
+        return base + self.space.penalty(cand)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def run(self) -> SearchBest:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Nevergrad's advisory warnings (e.g. budget vs dimension)
+            return self._run()
+
+    def _run(self) -> SearchBest:
+        opt = make_optimizer(self.cfg, self.space)
+        log = {row["idx"]: row for row in self.db.search_candidates(self.id)}
+        asked: dict[int, Any] = {}   # index -> Nevergrad candidate, until told
+        decoded: dict[int, Candidate] = {}
+
+        def ask() -> None:
+            idx = len(decoded)
+            cand = opt.ask()
+            dec = self.space.decode(cand.value)
+            if idx in log:
+                if log[idx]["value"] != dec.to_json():
+                    raise EvoMergeError(f"search {self.id}: replaying the recorded log, candidate {idx} differs "
+                                        "from the one recorded (different Nevergrad version?); cannot resume")
+            else:
+                self.db.record_ask(self.id, idx, dec.to_json())
+            asked[idx], decoded[idx] = cand, dec
+
+        def top_up() -> None:
+            while len(decoded) < self.cfg.budget and len(asked) < self.cfg.num_workers:
+                ask()
+
+        # replay what was told before an interruption
+        top_up()
+        told = sorted((r for r in log.values() if r["told"] is not None), key=lambda r: r["told"])
+        for n, row in enumerate(told):
+            opt.tell(asked.pop(row["idx"]), row["objective"])
+            self.on_told(n + 1, self._best_objective(told[: n + 1]))
+            top_up()
+        n_told = len(told)
+
+        # evaluate the rest
+        tickets: dict[int, int] = {}
+        finished: dict[int, JobResult] = {}
+
+        def submit_pending() -> None:
+            for idx in sorted(asked):
+                if idx not in tickets.values() and idx not in finished:
+                    tickets[self.executor.submit(self._job(decoded[idx]))] = idx
+
+        submit_pending()
+        while asked:
+            ticket, res = self.executor.next_done()
+            finished[tickets.pop(ticket)] = res
+            while finished:
+                idx = min(finished) if self.cfg.tell_order == "ask" else next(iter(finished))
+                if self.cfg.tell_order == "ask" and idx != min(asked):
+                    break  # wait for the earliest asked candidate
+                res = finished.pop(idx)
+                cand = decoded[idx]
+                objective = self._objective(cand, res)
+                opt.tell(asked.pop(idx), objective)
+                ev = res.evaluation
+                self.db.record_tell(self.id, idx, told=n_told, objective=objective, fitness=ev.score,
+                                    loss=ev.loss, l1=self.space.penalty(cand), task_scores=ev.task_scores,
+                                    seconds=res.build_seconds + ev.seconds, worker=res.worker)
+                n_told += 1
+                self.on_told(n_told, self._best_objective(self.db.search_candidates(self.id)))
+                top_up()
+                submit_pending()
+        return self.best()
+
+    @staticmethod
+    def _best_objective(rows: list[dict]) -> float:
+        return min((r["objective"] for r in rows if r["objective"] is not None), default=float("inf"))
+
+    def best(self) -> SearchBest:
+        """The evaluated candidate with the lowest objective (the earliest among equals)."""
+        rows = [r for r in self.db.search_candidates(self.id) if r["told"] is not None]
+        if not rows:
+            raise EvoMergeError(f"search {self.id}: no candidate was evaluated")
+        row = min(rows, key=lambda r: (r["objective"], r["idx"]))
+        value = row["value"]
+        return SearchBest(row["idx"], Candidate(value["coefficients"], value["params"]), row["objective"],
+                          row["fitness"])

@@ -1,0 +1,43 @@
+"""Best-so-far curve of a coefficient search as a PNG (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from evo_merge.weights_io import atomic_write_bytes
+
+
+def best_so_far(rows: list[dict], key: str = "fitness") -> tuple[list[int], list[float]]:
+    """(tell position, best ``key`` so far) over the told candidates, in tell order."""
+    told = sorted((r for r in rows if r["told"] is not None), key=lambda r: r["told"])
+    xs, ys, best = [], [], float("-inf")
+    for r in told:
+        best = max(best, r[key])
+        xs.append(r["told"] + 1)
+        ys.append(best)
+    return xs, ys
+
+
+def plot_search(rows: list[dict], path: Path, title: str) -> Path:
+    """Each candidate's fitness and the best so far against the number evaluated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    told = sorted((r for r in rows if r["told"] is not None), key=lambda r: r["told"])
+    xs, ys = best_so_far(rows)
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    ax.scatter([r["told"] + 1 for r in told], [r["fitness"] for r in told], s=8, alpha=0.4, label="candidate")
+    ax.step(xs, ys, where="post", color="C1", label="best so far")
+    ax.set_xlabel("candidates evaluated")
+    ax.set_ylabel("fitness")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
