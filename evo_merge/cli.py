@@ -58,6 +58,60 @@ def run(config: Path = typer.Argument(..., help="run config YAML"),
     console.print(f"done in {time.perf_counter() - start:.1f}s; run directory: {outcome.run_dir}")
 
 
+@app.command()
+def resume(run_dir: Path = typer.Argument(..., help="run directory of a stopped or crashed run")) -> None:
+    """Continue a stopped run (evolution or search) from its last checkpoint, with the config it started with."""
+    from evo_merge.progress import RichHooks
+    from evo_merge.runner import load_stored_config, resume_run
+    from evo_merge.store import RunStore
+
+    start = time.perf_counter()
+    with RunStore.open(run_dir) as probe:
+        generations = load_stored_config(probe).evolution.generations
+        checkpoint = probe.lineage.meta("checkpoint")
+    where = f"generation {checkpoint['generation']}" if checkpoint else "the start"
+    console.print(f"resuming {run_dir} from {where}")
+    with RichHooks(console, generations) as hooks:
+        outcome = resume_run(run_dir, hooks)
+    _print_rows(outcome)
+    console.print(f"done in {time.perf_counter() - start:.1f}s; run directory: {outcome.run_dir}")
+
+
+@app.command()
+def replay(run_dir: Path = typer.Argument(..., help="run directory"),
+           ind_id: int = typer.Argument(..., metavar="ID", help="individual id"),
+           device: Optional[str] = typer.Option(None, help="device to rebuild on (default: the run's eval.device)")
+           ) -> None:
+    """Rebuild an individual from its ancestors' weights and recorded recipe; check it equals the stored one."""
+    from evo_merge.model_host import resolve_device
+    from evo_merge.replay import replay as replay_individual
+    from evo_merge.runner import load_stored_config
+    from evo_merge.store import RunStore
+
+    with RunStore.open(run_dir) as store:
+        dev = resolve_device(device or load_stored_config(store).eval.device)
+        res = replay_individual(store, ind_id, dev)
+    extra = "" if res.velocity_equal is None else f", velocity {'equal' if res.velocity_equal else 'DIFFERS'}"
+    console.print(f"individual {ind_id}: rebuilt on {dev} ({res.rebuilt_ancestors} collected ancestor(s) rebuilt "
+                  f"too); weights {'equal' if res.weights_equal else 'DIFFER'}{extra}")
+    if not res.weights_equal or res.velocity_equal is False:
+        raise EvoMergeError(f"individual {ind_id} does not replay to its stored weights")
+
+
+@app.command()
+def gc(run_dir: Path = typer.Argument(..., help="run directory of a finished run"),
+       dry_run: bool = typer.Option(False, "--dry-run", help="only report what would be deleted")) -> None:
+    """Delete the weights of dead individuals; they stay replayable from the members."""
+    from evo_merge.replay import collect_garbage
+    from evo_merge.store import RunStore
+
+    with RunStore.open(run_dir, lock=True) as store:
+        rep = collect_garbage(store, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    console.print(f"{verb} {rep.deleted_files} weight file(s), {rep.freed_bytes / 2**20:.1f} MiB; "
+                  f"kept the weights of {rep.kept_individuals} living individual(s) and the members")
+
+
 def _print_rows(outcome) -> None:
     table = Table(title=f"Held-out test split ({outcome.run_dir})")
     table.add_column("model")
@@ -198,34 +252,6 @@ def status(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
 
 
 @app.command()
-def lineage(run_dir: Path = typer.Argument(..., help="run directory"),
-            ind_id: Optional[int] = typer.Argument(None, metavar="[ID]", help="individual id; all if omitted")) -> None:
-    """Every individual, or the family tree of one."""
-    from evo_merge.store import RunStore
-
-    store = RunStore.open(run_dir)
-    try:
-        if ind_id is None:
-            rows = store.lineage.all()
-        else:
-            if store.lineage.get(ind_id) is None:
-                raise EvoMergeError(f"no individual {ind_id} in {run_dir}")
-            rows = store.lineage.ancestors(ind_id)
-        table = Table(title=f"lineage of {ind_id}" if ind_id is not None else "individuals")
-        for col in ("id", "gen", "operator", "parents", "method", "coefficients", "seed", "fitness", "test"):
-            table.add_column(col)
-        for r in rows:
-            coeffs = ", ".join(f"{c:.3f}" for c in r.coefficients) if r.coefficients else ""
-            table.add_row(str(r.id), str(r.generation), r.name or r.operator, ",".join(map(str, r.parents)),
-                          r.method or "", coeffs, "" if r.seed is None else str(r.seed),
-                          "" if r.fitness is None else f"{r.fitness:.4f}",
-                          "" if r.test_score is None else f"{r.test_score:.4f}")
-        console.print(table)
-    finally:
-        store.close()
-
-
-@app.command()
 def merge(config: Path = typer.Argument(..., help="merge config YAML (mergekit-style)"),
           out: Path = typer.Argument(..., help="output Hugging Face model directory")) -> None:
     """One-shot merge of given models into a Hugging Face model directory, like mergekit-yaml."""
@@ -233,6 +259,17 @@ def merge(config: Path = typer.Argument(..., help="merge config YAML (mergekit-s
 
     merge_from_config(config, out)
     console.print(f"wrote {out}")
+
+
+def _register_commands() -> None:
+    """Commands that live in their own modules."""
+    from evo_merge import cli_export, cli_inspect  # noqa: F401 - cli_export registers `export`
+
+    app.command()(cli_inspect.lineage)
+    app.command()(cli_inspect.plot)
+
+
+_register_commands()
 
 
 def main() -> None:

@@ -119,12 +119,7 @@ class Engine:
     def initialize(self) -> list[int]:
         """Score the members (generation 0); with init='pairs', seed the population with merged pairs."""
         self.hooks.phase("members", len(self.members))
-        recorded = {ind.name: ind.id for ind in self.db.all() if ind.operator == "member"}
         for name, genome in self.members.items():
-            if name in recorded:  # scored before an interruption
-                self.member_ids.append(recorded[name])
-                self.hooks.advance()
-                continue
             digest = self.store.weights.save(genome)
             res = self.executor.run([Job(weights=digest)])[0]
             self.member_ids.append(self._record(0, None, res, name=name))
@@ -226,20 +221,42 @@ class Engine:
                 out.append(ind)
         return out
 
-    def _close_generation(self, generation: int, population: list[int], offspring: int, seconds: float) -> None:
+    def _close_generation(self, generation: int, population: list[int], offspring: int, seconds: float,
+                          extra: dict | None = None) -> None:
+        """Record the generation and, in the same transaction, the checkpoint a resume starts from."""
         fit = np.array([self.fitness[i] for i in population])
         report = GenerationReport(generation, float(fit.max()), float(fit.mean()), float(fit.std()), offspring, seconds)
-        self.db.set_population(generation, population, vars(report))
+        checkpoint = {"generation": generation, "population": population, "rng_state": self.rng.bit_generator.state,
+                      **(extra or {})}
+        self.db.set_population(generation, population, vars(report), checkpoint)
         self.hooks.generation(report)
 
-    def run(self) -> list[int]:
-        """Initial population, then generations (or steady-state offspring); returns the final population."""
-        population = self.initialize()
+    def run(self, resume: bool = False) -> list[int]:
+        """Initial population, then generations (or steady-state offspring); returns the final population.
+        ``resume``: continue from the last checkpoint in the store."""
+        start, population, async_state = self.resume() if resume else (1, self.initialize(), None)
         if self.mode == "async":
-            return self.run_async(population)
-        for g in range(1, self.evo.generations + 1):
+            return self.run_async(population, async_state)
+        for g in range(start, self.evo.generations + 1):
             population = self.generation(g, population)
         return population
+
+    def resume(self) -> tuple[int, list[int], dict | None]:
+        """Roll the store back to its last checkpoint and restore the engine's state there.
+
+        Everything recorded after the checkpoint is forgotten and made again: offspring
+        seeds come from the restored generator, so they come out identical, and weight
+        files are content-addressed, so rewriting one is harmless. Interrupted searches
+        keep their candidate logs and continue by replay. Returns (next generation,
+        population, async scheduler state)."""
+        checkpoint = self.db.meta("checkpoint")
+        self.db.rollback_to(checkpoint)
+        if checkpoint is None:
+            return 1, self.initialize(), None
+        self.restore()
+        self.member_ids = [i.id for i in self.db.all() if i.operator == "member"]
+        self.rng.bit_generator.state = checkpoint["rng_state"]
+        return checkpoint["generation"] + 1, list(checkpoint["population"]), checkpoint.get("async")
 
     def plan_one(self, population: list[int]) -> Recipe:
         """One offspring for steady-state mode: a crossover with probability ``rate``, else a mutant."""
@@ -253,19 +270,22 @@ class Engine:
         params = {"weight_rate": mu.weight_rate, "sigma": mu.sigma, "sigma_mode": mu.sigma_mode}
         return Recipe("mutation", [parent], params=params, seed=self._seed())
 
-    def run_async(self, population: list[int]) -> list[int]:
+    def run_async(self, population: list[int], state: dict | None = None) -> list[int]:
         """Steady state: a new offspring starts as soon as a worker is free; each finished one
         joins the population and selection trims it back to N. Every N/2 offspring is reported
-        as one generation."""
+        as one generation, with a checkpoint that lists the offspring still in flight."""
         total = self.async_offspring or max(1, self.evo.generations * self.evo.population_size // 2)
         per_report = max(1, self.evo.population_size // 2)
         capacity = getattr(self.executor, "capacity", 1)
         sel = self.evo.selection
         inflight: dict[int, Recipe] = {}
-        planned = done = 0
-        report_start, generation = time.perf_counter(), 1
+        planned, done, generation = (state["planned"], state["done"], state["generation"]) if state else (0, 0, 1)
+        report_start = time.perf_counter()
         self.hooks.phase("offspring (async)", total)
-        while planned < min(total, capacity):
+        for recipe in (state or {}).get("inflight", []):
+            recipe = Recipe(**recipe)
+            inflight[self.executor.submit(self._job(recipe))] = recipe
+        while len(inflight) < capacity and planned < total:
             recipe = self.plan_one(population)
             inflight[self.executor.submit(self._job(recipe))] = recipe
             planned += 1
@@ -280,8 +300,11 @@ class Engine:
             done += 1
             self.hooks.advance()
             if done % per_report == 0 or done == total:
+                scheduler = {"planned": planned, "done": done, "generation": generation + 1,
+                             "inflight": [inflight[t].to_dict() for t in sorted(inflight)]}
                 self._close_generation(generation, population, per_report if done % per_report == 0
-                                       else done % per_report, time.perf_counter() - report_start)
+                                       else done % per_report, time.perf_counter() - report_start,
+                                       extra={"async": scheduler})
                 report_start, generation = time.perf_counter(), generation + 1
             if planned < total:
                 recipe = self.plan_one(population)
@@ -318,16 +341,12 @@ class Engine:
                     f"{cfg.optimizer}, {len(parents)} parents x {len(space.groups)} group(s), budget {cfg.budget}")
         return child
 
-    def run_search(self, cfg: SearchConfig) -> int:
+    def run_search(self, cfg: SearchConfig, resume: bool = False) -> int:
         """Standalone LoraHub-style run: score the members, search their best composition."""
-        if self.db.last_generation() is None:
-            self.initialize()
+        if resume:
+            self.resume()
         else:
-            self.restore()
-            self.member_ids = [i.id for i in self.db.all() if i.operator == "member"]
-        done = next((s for s in self.db.searches() if s["generation"] == 1 and s["status"] == "finished"), None)
-        if done is not None:
-            return done["result"]
+            self.initialize()
         start = time.perf_counter()
         child = self.search(1, list(self.member_ids), cfg)
         self._close_generation(1, self.member_ids + [child], 1, time.perf_counter() - start)

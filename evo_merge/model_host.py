@@ -109,11 +109,14 @@ class ModelHost:
         if self.base_flat is not None:
             self.work.add_(self.base_flat)
 
-    def export_model(self, out_dir: Path, merge_adapter: bool = True) -> None:
-        """Save the installed genome as a Hugging Face model directory (LoRA merged into the base)."""
+    def export_model(self, out_dir: Path, merge_adapter: bool = True, dtype: torch.dtype | None = None) -> None:
+        """Save the installed genome as a Hugging Face model directory (LoRA merged into the base),
+        cast to ``dtype`` if given (after merging, so the merge runs in the host's precision)."""
         with torch.no_grad():
             for p in self.model.parameters():  # own memory again: shared views confuse checkpoint writers
                 p.data = p.data.clone()
         model = self.model.merge_and_unload() if self.layout.kind == "lora" and merge_adapter else self.model
+        if dtype is not None and dtype != self.dtype:
+            model = model.to(dtype)
         model.save_pretrained(out_dir, safe_serialization=True)
         self.tokenizer.save_pretrained(out_dir)

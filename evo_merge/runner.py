@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, replace
+from typing import Callable
 from pathlib import Path
 
-from evo_merge.config import RunConfig, SearchConfig
+from pydantic import ValidationError
+
+from evo_merge.config import RunConfig, SearchConfig, validation_message
 from evo_merge.engine import Engine, EngineHooks
 from evo_merge.errors import EvoMergeError
 from evo_merge.fitness.metrics import make_metric
@@ -97,25 +100,13 @@ class RunOutcome:
 
 
 def execute(cfg: RunConfig, hooks: EngineHooks | None = None, prepared: Prepared | None = None,
-            executor: Executor | None = None) -> RunOutcome:
-    """Run evolution end to end and score the report on the test split."""
-    prepared = prepared or prepare(cfg)
-    own_executor = executor is None
-    executor = executor or make_executor(cfg, _spec_for(cfg, prepared))
-    try:
-        store = _create_store(cfg, executor)
-        try:
-            engine = Engine(cfg.evolution, cfg.seed, store, executor, prepared.members, hooks,
-                            mode=cfg.pool.mode, async_offspring=cfg.pool.async_offspring)
-            population = engine.run()
-            rows = engine.report(population)
-            store.lineage.set_meta("status", "finished")
-            return RunOutcome(store.root, population, rows)
-        finally:
-            store.close()
-    finally:
-        if own_executor:
-            executor.close()
+            executor: Executor | None = None, resume: bool = False) -> RunOutcome:
+    """Run evolution end to end (or continue a stopped run) and score the report on the test split."""
+    def body(engine: Engine) -> RunOutcome:
+        population = engine.run(resume=resume)
+        return RunOutcome(engine.store.root, population, engine.report(population))
+
+    return _drive(cfg, "evolution", body, hooks, prepared, executor, resume)
 
 
 def execute_search(cfg: RunConfig, hooks: EngineHooks | None = None, prepared: Prepared | None = None,
@@ -123,24 +114,35 @@ def execute_search(cfg: RunConfig, hooks: EngineHooks | None = None, prepared: P
     """``evo-merge search``: the members' best composition for the task, found by Nevergrad."""
     prepared = prepared or prepare(cfg)
     check_search(cfg.search, prepared.spec.layout)
-    store = open_for_resume(cfg) if resume else None
+
+    def body(engine: Engine) -> RunOutcome:
+        result = engine.run_search(cfg.search, resume=resume)
+        return RunOutcome(engine.store.root, [result], engine.search_report(result))
+
+    return _drive(cfg, "search", body, hooks, prepared, executor, resume)
+
+
+def _drive(cfg: RunConfig, kind: str, body: Callable[[Engine], RunOutcome], hooks: EngineHooks | None,
+           prepared: Prepared | None, executor: Executor | None, resume: bool) -> RunOutcome:
+    """Open (resume) or create the run directory, run ``body`` on an engine, mark it finished."""
+    prepared = prepared or prepare(cfg)
+    store = open_for_resume(cfg, kind) if resume else None
     own_executor = executor is None
-    executor = executor or make_executor(cfg, _spec_for(cfg, prepared))
     try:
+        executor = executor or make_executor(cfg, _spec_for(cfg, prepared))
         if store is None:
-            store = _create_store(cfg, executor)
-        elif getattr(executor, "attach_run_dir", None) is not None:
-            executor.attach_run_dir(store.root)
-        try:
-            engine = Engine(cfg.evolution, cfg.seed, store, executor, prepared.members, hooks)
-            result = engine.run_search(cfg.search)
-            rows = engine.search_report(result)
-            store.lineage.set_meta("status", "finished")
-            return RunOutcome(store.root, [result], rows)
-        finally:
-            store.close()
+            store = _create_store(cfg, executor, kind)
+        else:
+            _attach(store, executor)
+        engine = Engine(cfg.evolution, cfg.seed, store, executor, prepared.members, hooks,
+                        mode=cfg.pool.mode, async_offspring=cfg.pool.async_offspring)
+        outcome = body(engine)
+        store.lineage.set_meta("status", "finished")
+        return outcome
     finally:
-        if own_executor:
+        if store is not None:
+            store.close()
+        if own_executor and executor is not None:
             executor.close()
 
 
@@ -152,20 +154,33 @@ def _spec_for(cfg: RunConfig, prepared: Prepared) -> WorkerSpec:
 RESUME_KEYS = ("optimizer", "budget", "num_workers")
 
 
-def open_for_resume(cfg: RunConfig) -> RunStore:
-    """The run directory of an interrupted search, if its settings equal ``cfg``'s."""
-    store = RunStore.open(cfg.out)
+def load_stored_config(store: RunStore) -> RunConfig:
+    """The config a run started with, pointed at its run directory."""
+    data = {**store.config(), "out": str(store.root)}
     try:
-        if store.lineage.meta("status") == "finished":
-            raise EvoMergeError(f"the search in {cfg.out} has already finished")
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise EvoMergeError(validation_message(store.root / "config.yaml", exc)) from None
+
+
+def open_for_resume(cfg: RunConfig, kind: str) -> RunStore:
+    """The stopped run in ``cfg.out``, locked, if it is of ``kind`` and its settings equal ``cfg``'s."""
+    store = RunStore.open(cfg.out, lock=True)
+    try:
+        lineage = store.lineage
+        if lineage.meta("status") == "finished":
+            raise EvoMergeError(f"the {lineage.meta('kind', kind)} run in {cfg.out} has already finished")
+        if lineage.meta("kind", kind) != kind:
+            raise EvoMergeError(f"{cfg.out} holds a {lineage.meta('kind')} run, not a {kind} run")
         stored = store.config()
         now = cfg.model_dump(mode="json")
-        old_search, new_search = stored.get("search") or {}, now["search"]
-        for key in RESUME_KEYS + tuple(sorted(set(old_search) | set(new_search))):
-            if old_search.get(key) != new_search.get(key):
-                raise EvoMergeError(f"cannot resume {cfg.out}: search.{key} was {old_search.get(key)!r}, now "
-                                    f"{new_search.get(key)!r}; resume with the settings it started with")
-        for key in ("seed", "population", "tasks", "eval"):
+        if kind == "search":
+            old_search, new_search = stored.get("search") or {}, now["search"]
+            for key in RESUME_KEYS + tuple(sorted(set(old_search) | set(new_search))):
+                if old_search.get(key) != new_search.get(key):
+                    raise EvoMergeError(f"cannot resume {cfg.out}: search.{key} was {old_search.get(key)!r}, now "
+                                        f"{new_search.get(key)!r}; resume with the settings it started with")
+        for key in ("seed", "population", "tasks", "eval", "evolution"):
             if stored.get(key) != now[key]:
                 raise EvoMergeError(f"cannot resume {cfg.out}: {key} differs from the run's config.yaml")
     except BaseException:
@@ -174,9 +189,23 @@ def open_for_resume(cfg: RunConfig) -> RunStore:
     return store
 
 
-def _create_store(cfg: RunConfig, executor: Executor) -> RunStore:
+def resume_run(run_dir: Path, hooks: EngineHooks | None = None, prepared: Prepared | None = None) -> RunOutcome:
+    """``evo-merge resume``: continue a stopped or crashed run with the config it started with."""
+    with RunStore.open(run_dir) as probe:
+        cfg = load_stored_config(probe)
+        kind = probe.lineage.meta("kind", "evolution")
+    return (execute_search if kind == "search" else execute)(cfg, hooks, prepared, resume=True)
+
+
+def _attach(store: RunStore, executor: Executor) -> None:
+    attach = getattr(executor, "attach_run_dir", None)
+    if attach is not None:
+        store.lineage.set_meta("nodes", sorted(set(attach(store.root))))
+
+
+def _create_store(cfg: RunConfig, executor: Executor, kind: str = "evolution") -> RunStore:
     """A new run directory that every worker can see; removed again if a worker cannot."""
-    store = RunStore.create(cfg.out, cfg.model_dump(mode="json"))
+    store = RunStore.create(cfg.out, cfg.model_dump(mode="json"), kind)
     attach = getattr(executor, "attach_run_dir", None)
     if attach is not None:
         try:

@@ -15,8 +15,22 @@ import factories
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's hash; the lineage database by its contents (SQLite's -wal/-shm side
+    files and the lock file come and go with readers and are not data)."""
+    import sqlite3
+
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name.endswith(("-wal", "-shm")) or p.name == ".lock":
+            continue
+        if p.name == "lineage.sqlite":
+            conn = sqlite3.connect(p)
+            data = "\n".join(conn.iterdump()).encode()
+            conn.close()
+        else:
+            data = p.read_bytes()
+        out[str(p.relative_to(root))] = hashlib.sha256(data).hexdigest()
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +186,110 @@ def test_console_script_prints_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "config file not found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _unfinished(run: Path) -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(run / "lineage.sqlite")
+    conn.execute("DELETE FROM meta WHERE key = 'status'")
+    conn.commit()
+    conn.close()
+
+
+def _corrupt_a_weight_file(run: Path) -> None:
+    """Flip a byte in the first offspring's first parent's weight file."""
+    from evo_merge.store import RunStore
+
+    with RunStore.open(run) as store:
+        parent = store.lineage.get(store.lineage.get(_first_offspring(run)).parents[0])
+        victim = store.weights.path(parent.weights)
+    data = bytearray(victim.read_bytes())
+    data[-3] ^= 0xFF
+    victim.write_bytes(bytes(data))
+
+
+def _first_offspring(run: Path) -> int:
+    from evo_merge.store import RunStore
+
+    with RunStore.open(run) as store:
+        return next(i.id for i in store.lineage.all() if i.operator != "member")
+
+
+# (prepare the run copy -> CLI args, expected message); {run} and {tmp} are filled in
+STORE_CASES = {
+    "resume a finished run": (lambda run, tmp: ["resume", run], "has already finished"),
+    "resume a non-run directory": (lambda run, tmp: ["resume", tmp], "not a run directory"),
+    "resume a run in use": (None, "in use by another evo-merge process"),
+    "gc an unfinished run": (lambda run, tmp: (_unfinished(run), ["gc", run])[1], "has not finished"),
+    "replay an unknown id": (lambda run, tmp: ["replay", run, "777"], "no individual 777"),
+    "replay a member": (lambda run, tmp: ["replay", run, "0"], "is a member: it has no recipe"),
+    "replay onto a corrupted file": (lambda run, tmp: (_corrupt_a_weight_file(run), ["replay", run, str(
+        _first_offspring(run))])[1], "weight file corrupted (checksum mismatch)"),
+    "export an unknown id": (lambda run, tmp: ["export", run, tmp / "out", "--id", "777"], "no individual 777"),
+    "export without --id or --best": (lambda run, tmp: ["export", run, tmp / "out"], "--id"),
+    "export into a non-empty directory": (lambda run, tmp: (write(tmp / "x.txt", "keep"), ["export", run, tmp,
+                                                                                           "--best"])[1], "not empty"),
+    "lineage with an unknown format": (lambda run, tmp: ["lineage", run, "0", "--format", "svgz"], "svgz"),
+    "lineage graph without an id": (lambda run, tmp: ["lineage", run, "--format", "dot"], "give an ID"),
+    "plot a non-run directory": (lambda run, tmp: ["plot", tmp], "not a run directory"),
+    "candidates of a run without search": (lambda run, tmp: ["candidates", run], "no coefficient search"),
+    "search resume of a missing run": (lambda run, tmp: ["search", _search_cfg(run, tmp), "--out", tmp / "none",
+                                                         "--resume"], "not a run directory"),
+    "search with a bad optimizer": (lambda run, tmp: ["search", _search_cfg(run, tmp, optimizer="CMAA"), "--out",
+                                                      tmp / "s"], "unknown Nevergrad optimizer 'CMAA'"),
+    "search with inverted bounds": (lambda run, tmp: ["search", _search_cfg(run, tmp, bounds=[2, 1]), "--out",
+                                                      tmp / "s"], "lower below upper"),
+    "async with a search crossover": (lambda run, tmp: ["run", _search_cfg(run, tmp, evo_search=True), "--mode",
+                                                        "async", "--out", tmp / "s"], "does not run coefficient"),
+    "bad answer regex": (lambda run, tmp: ["run", _task_cfg(run, tmp, metric="exact_match", answer_regex="(["),
+                                           "--out", tmp / "s"], "not a valid regular expression"),
+    "metric not importable": (lambda run, tmp: ["run", _task_cfg(run, tmp, metric="no_such_module:fn"), "--out",
+                                                tmp / "s"], "cannot be imported"),
+}
+
+
+def _search_cfg(run: Path, tmp: Path, evo_search: bool = False, **search) -> Path:
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg.pop("out")
+    cfg["search"] = {**cfg.get("search", {}), **search}
+    cfg["evolution"]["succession"]["enabled"] = False
+    if evo_search:
+        cfg["evolution"]["search"] = {"every": 1}
+    return write(tmp / "search.yaml", yaml.safe_dump(cfg))
+
+
+def _task_cfg(run: Path, tmp: Path, **spec) -> Path:
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg.pop("out")
+    cfg["tasks"] = [{"spec": str(write_bad_task(tmp, ROWS, **spec))}]
+    return write(tmp / "task.yaml", yaml.safe_dump(cfg))
+
+
+@pytest.mark.parametrize("case", sorted(STORE_CASES))
+def test_bad_store_and_command_input_is_one_line_exit_2_and_store_unchanged(case, cli, existing_run, tmp_path):
+    import shutil
+
+    from evo_merge.store import RunStore
+
+    run_dir, _, _ = existing_run
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    work = tmp_path / "work"
+    work.mkdir()
+    make, pattern = STORE_CASES[case]
+    holder = None
+    if make is None:  # a second process holds the run
+        _unfinished(run)
+        holder = RunStore.open(run, lock=True)
+        args = ["resume", run]
+    else:
+        args = make(run, work)
+    before = snapshot(run)
+    try:
+        code, out, err = cli(*args)
+    finally:
+        if holder:
+            holder.close()
+    assert_one_line_error(code, out, err, pattern)
+    assert snapshot(run) == before

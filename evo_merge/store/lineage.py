@@ -172,8 +172,13 @@ class LineageDB(SearchLog):
             queue.extend(ind.parents)
         return out
 
-    def set_population(self, generation: int, ids: list[int], stats: dict[str, float]) -> None:
+    def set_population(self, generation: int, ids: list[int], stats: dict[str, float],
+                       checkpoint: dict[str, Any] | None = None) -> None:
+        """Close a generation; ``checkpoint`` (the engine's state) is saved in the same transaction."""
         with self.transaction() as c:
+            if checkpoint is not None:
+                c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint', ?)",
+                          (json.dumps({**checkpoint, "last_id": self.next_id() - 1}),))
             c.executemany("INSERT INTO population (generation, id) VALUES (?, ?)", [(generation, i) for i in ids])
             c.execute("INSERT INTO generations (generation, best, mean, std, offspring, seconds, created_at) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -201,6 +206,22 @@ class LineageDB(SearchLog):
     def results(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM results").fetchall()
         return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+    def rollback_to(self, checkpoint: dict[str, Any] | None) -> None:
+        """Forget everything recorded after ``checkpoint`` (all of it when None), in one
+        transaction; searches keep their candidate logs so they resume by replay."""
+        last_id = checkpoint["last_id"] if checkpoint else -1
+        generation = checkpoint["generation"] if checkpoint else -1
+        with self.transaction() as c:
+            c.execute("DELETE FROM population WHERE generation > ?", (generation,))
+            c.execute("DELETE FROM generations WHERE generation > ?", (generation,))
+            c.execute("DELETE FROM results")
+            c.execute("UPDATE searches SET status = 'running', best_candidate = NULL, result = NULL "
+                      "WHERE result > ?", (last_id,))
+            c.execute("DELETE FROM individuals WHERE id > ?", (last_id,))
+            c.execute("DELETE FROM meta WHERE key = 'status'")
+            if checkpoint is None:
+                c.execute("DELETE FROM meta WHERE key = 'checkpoint'")
 
     def set_meta(self, key: str, value: Any) -> None:
         with self.transaction() as c:

@@ -1,7 +1,16 @@
-"""A run directory: resolved config, content-addressed weights and the lineage database."""
+"""A run directory: resolved config, content-addressed weights and the lineage database.
+
+A process that writes to a run directory holds an exclusive lock on ``.lock`` in it, so a
+second process (another ``run``/``resume``/``gc`` on the same directory) is refused
+instead of interleaving writes. Readers (``status``, ``lineage``, ``export`` ...) need no
+lock: SQLite's WAL mode gives them a consistent snapshot.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -14,42 +23,94 @@ from evo_merge.weights_io import atomic_write_text
 
 CONFIG_FILE = "config.yaml"
 DB_FILE = "lineage.sqlite"
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """An exclusive advisory lock on a run directory, held until ``release``."""
+
+    def __init__(self, root: Path):
+        path = Path(root) / LOCK_FILE
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise EvoMergeError(f"run directory {root} is in use by another evo-merge process (pid {holder})") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 class RunStore:
     """Opens (or creates) a run directory and gives access to its weights and lineage."""
 
-    def __init__(self, root: Path, lineage: LineageDB):
+    def __init__(self, root: Path, lineage: LineageDB, lock: RunLock | None = None):
         self.root = Path(root)
         self.lineage = lineage
         self.weights = WeightStore(self.root / "weights")
+        self.lock = lock
 
     @classmethod
-    def create(cls, root: Path, resolved_config: dict) -> "RunStore":
+    def create(cls, root: Path, resolved_config: dict, kind: str = "evolution") -> "RunStore":
         """Make a new run directory; an existing non-empty one is refused, never touched."""
         root = Path(root)
         if root.exists() and any(root.iterdir()):
             raise EvoMergeError(f"run directory {root} already exists and is not empty; choose another --out")
         root.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(root)
+        lineage = LineageDB(root / DB_FILE)
+        with lineage.transaction() as c:  # the config and the run's kind: the first record, in one go
+            c.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                          [("config", json.dumps(resolved_config)), ("kind", json.dumps(kind))])
         atomic_write_text(root / CONFIG_FILE, yaml.safe_dump(resolved_config, sort_keys=False))
-        return cls(root, LineageDB(root / DB_FILE))
+        return cls(root, lineage, lock)
 
     @classmethod
-    def open(cls, root: Path) -> "RunStore":
-        """Open an existing run directory read-write."""
+    def open(cls, root: Path, lock: bool = False) -> "RunStore":
+        """Open an existing run directory; ``lock=True`` for a process that will write to it."""
         root = Path(root)
         db = root / DB_FILE
         if not db.is_file():
             raise EvoMergeError(f"not a run directory (no {DB_FILE}): {root}")
+        held = RunLock(root) if lock else None
         try:
             lineage = LineageDB(db)
+            check = lineage.conn.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
             lineage.conn.execute("SELECT COUNT(*) FROM individuals").fetchone()
         except sqlite3.DatabaseError as exc:
+            if held:
+                held.release()
             raise EvoMergeError(f"lineage database unreadable: {db} ({exc})") from None
-        return cls(root, lineage)
+        except BaseException:
+            if held:
+                held.release()
+            raise
+        return cls(root, lineage, held)
 
     def config(self) -> dict:
-        return yaml.safe_load((self.root / CONFIG_FILE).read_text())
+        """The resolved config the run started with (kept in the database; config.yaml is a copy)."""
+        stored = self.lineage.meta("config")
+        if stored is None:
+            raise EvoMergeError(f"{self.root}: the run's config was never recorded; start it again")
+        return stored
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def close(self) -> None:
         self.lineage.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None

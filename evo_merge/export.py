@@ -1,0 +1,320 @@
+"""``evo-merge export``: one individual of a run as a Hugging Face model or PEFT adapter directory.
+
+A full-weight individual becomes a model directory (base + delta); a LoRA individual a
+PEFT adapter directory over the population's base (or, with ``merge_lora``, a model
+directory with the adapter merged in). Next to the weights go the tokenizer,
+``evo_merge_individual.json`` (the individual's lineage row and its ancestors) and, when
+the individual is one merge of members with a method mergekit knows,
+``mergekit_config.yml`` that redoes that merge with mergekit. Everything is written to a
+temporary sibling directory that is renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from evo_merge.errors import EvoMergeError
+from evo_merge.genome import Genome
+from evo_merge.population import Population, load_population
+from evo_merge.store import Individual, RunStore
+
+INDIVIDUAL_FILE = "evo_merge_individual.json"
+MERGEKIT_FILE = "mergekit_config.yml"
+
+# evo-merge methods that mergekit has under the same name (with mergekit's parameter names)
+MERGEKIT_METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs",
+                    "breadcrumbs_ties", "slerp", "model_stock")
+_MERGE_OPERATORS = ("crossover", "merge", "composition")
+_SPARSIFYING = ("ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class ExportResult:
+    """What ``export_individual`` wrote."""
+
+    out: Path
+    individual: Individual
+    chosen_by: str                 # "--id", "evolved best", "searched composition" or "highest fitness"
+    format: str                    # "model" (Hugging Face model directory) or "adapter" (PEFT adapter directory)
+    files: list[str] = field(default_factory=list)
+    mergekit_config: Path | None = None
+    note: str | None = None        # why there is no mergekit config, or how far it is from the exported weights
+
+
+def export_individual(run_dir: Path, ind_id: int | None, out: Path, merge_lora: bool = False) -> ExportResult:
+    """Write individual ``ind_id`` of the run (the run's best when None) to the new directory ``out``."""
+    run_dir, out = Path(run_dir), Path(out)
+    _check_out(out)
+    if not run_dir.is_dir():
+        raise EvoMergeError(f"run directory not found: {run_dir}")
+    store = RunStore.open(run_dir)
+    try:
+        ind, chosen_by = choose_individual(store, ind_id)
+        genome = store.weights.load(ind.weights)
+        lineage = store.lineage.ancestors(ind.id)
+        cfg = _run_config(store)
+    finally:
+        store.close()
+    spec_path = cfg.get("population")
+    if not spec_path:
+        raise EvoMergeError(f"{run_dir}: the run's config names no population")
+    population = load_population(Path(spec_path))
+    trust_remote_code = bool(cfg.get("trust_remote_code", False))
+    if genome.layout.kind != population.genome_kind:
+        raise EvoMergeError(f"individual {ind.id} holds {genome.layout.kind} weights, but population "
+                            f"{population.spec.name} ({spec_path}) is kind {population.spec.kind!r}")
+    by_id = {a.id: a for a in lineage}
+    kmerge, note = mergekit_config(ind, [by_id[p] for p in ind.parents if p in by_id], population,
+                                   _dtype_name(genome.layout.dtype), Path(spec_path))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}-{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir()  # (not mkdtemp: the result should get the usual permissions, not 0700)
+    try:
+        if genome.layout.kind == "delta":
+            fmt = "model"
+            _write_full_model(population, genome, tmp, trust_remote_code)
+        elif merge_lora:
+            fmt = "model"
+            _write_merged_lora(population, genome, tmp, trust_remote_code)
+        else:
+            fmt = "adapter"
+            _write_adapter(population, genome, tmp, Path(spec_path), trust_remote_code)
+        info = {**_row(ind), "run_dir": str(run_dir.resolve()), "chosen_by": chosen_by,
+                "population": str(Path(spec_path).resolve()), "population_kind": population.spec.kind,
+                "base_model": str(population.base_dir), "format": fmt,
+                "mergekit_config": MERGEKIT_FILE if kmerge else None, "mergekit_note": note,
+                "lineage": [_row(a) for a in lineage]}
+        (tmp / INDIVIDUAL_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if kmerge is not None:
+            (tmp / MERGEKIT_FILE).write_text(kmerge)
+        try:
+            if out.exists():
+                out.rmdir()  # empty (checked above); a file written there meanwhile makes this fail
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise EvoMergeError(f"cannot move the export into {out}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(out, ind, chosen_by, fmt, sorted(p.name for p in out.iterdir()),
+                        out / MERGEKIT_FILE if kmerge else None, note)
+
+
+def choose_individual(store: RunStore, ind_id: int | None) -> tuple[Individual, str]:
+    """Individual ``ind_id``, or the run's best: the report's 'evolved best' (or a search run's
+    'searched composition'), else the individual with the highest fitness-set score."""
+    if ind_id is not None:
+        ind = store.lineage.get(ind_id)
+        if ind is None:
+            raise EvoMergeError(f"no individual {ind_id} in {store.root}")
+        return ind, "--id"
+    results = {r["name"]: r for r in store.lineage.results()}
+    for label in ("evolved best", "searched composition"):
+        chosen = (results.get(label) or {}).get("detail", {}).get("id")
+        if chosen is not None and (ind := store.lineage.get(chosen)) is not None:
+            return ind, label
+    scored = [i for i in store.lineage.all() if i.fitness is not None]
+    if not scored:
+        raise EvoMergeError(f"no scored individual in {store.root}: nothing to export")
+    return max(scored, key=lambda i: (i.fitness, -i.id)), "highest fitness"
+
+
+def mergekit_config(ind: Individual, parents: list[Individual], population: Population, dtype: str,
+                    spec_path: Path | None = None) -> tuple[str | None, str | None]:
+    """The mergekit YAML that redoes the merge that made ``ind``, and a note; or (None, why not).
+
+    Expressible: one crossover/merge/composition (one coefficient per parent) of members of a
+    full-weight population, with a method mergekit has."""
+    if population.spec.kind == "lora":
+        return None, "no mergekit config: LoRA population (mergekit merges full models)"
+    if ind.operator == "member":
+        where = population.member_dirs.get(ind.name or "")
+        return None, (f"no mergekit config: individual {ind.id} is member {ind.name!r} itself"
+                      + (f" ({where})" if where else ""))
+    if ind.operator not in _MERGE_OPERATORS:
+        return None, f"no mergekit config: history includes {ind.operator}"
+    params = dict(ind.params or {})
+    groups = params.pop("groups", None)
+    params.pop("group_labels", None)
+    params.pop("lora_mode", None)
+    if groups not in (None, {"granularity": "parent"}):
+        return None, (f"no mergekit config: per-{groups.get('granularity')} coefficients "
+                      "(mergekit takes one weight per model)")
+    if len(parents) != len(ind.parents) or any(p.operator != "member" for p in parents):
+        ops = sorted({p.operator for p in parents if p.operator != "member"})
+        return None, f"no mergekit config: parents are not members (history includes {', '.join(ops)})"
+    if ind.method not in MERGEKIT_METHODS:
+        return None, f"no mergekit config: merge method {ind.method!r} has no mergekit counterpart"
+    coeffs = list(ind.coefficients or [1.0] * len(parents))
+    if len(coeffs) != len(parents):
+        return None, f"no mergekit config: {len(coeffs)} coefficients for {len(parents)} parents"
+    paths = []
+    for p in parents:
+        if p.name not in population.member_dirs:
+            return None, f"no mergekit config: member {p.name!r} is no longer in the population spec"
+        paths.append(_model_ref(population, p.name, spec_path))
+    base = _model_ref(population, None, spec_path)
+
+    from evo_merge.merge import get_merge_method
+    resolved = get_merge_method(ind.method).resolve_params(params)
+    method, note = ind.method, None
+    cfg: dict[str, Any] = {"merge_method": method}
+    if method == "slerp":
+        cfg.update(base_model=paths[0], models=[{"model": paths[0]}, {"model": paths[1]}],
+                   parameters={"t": float(resolved["t"])})
+        note = ("mergekit_config.yml is approximate: evo-merge interpolated the parents' task vectors "
+                "(model minus base), mergekit's slerp interpolates the models' weights")
+    elif method == "model_stock":
+        cfg.update(base_model=base, models=[{"model": p} for p in paths])
+    elif method == "linear" and resolved["normalize"]:
+        cfg.update(models=[{"model": p, "parameters": {"weight": w}} for p, w in zip(paths, coeffs)],
+                   parameters={"normalize": True})
+    else:
+        if method == "linear":  # unnormalized: base + sum w_i (m_i - base), which is task arithmetic
+            method = cfg["merge_method"] = "task_arithmetic"
+        per_model = {k: float(resolved[k]) for k in ("density", "gamma") if k in resolved}
+        cfg.update(base_model=base,
+                   models=[{"model": p, "parameters": {"weight": w, **per_model}} for p, w in zip(paths, coeffs)])
+        glob: dict[str, Any] = {"normalize": bool(resolved.get("normalize", False))}
+        if float(resolved.get("lambda_", 1.0)) != 1.0:
+            glob["lambda"] = float(resolved["lambda_"])
+        if method in _SPARSIFYING:
+            glob["rescale"] = method.startswith("dare")
+        cfg["parameters"] = glob
+        if method.startswith("dare"):
+            note = ("mergekit_config.yml is approximate: DARE drops values at random and mergekit draws "
+                    "its own mask, so it gives another sample of the same recipe")
+    cfg["dtype"] = dtype
+    head = (f"# mergekit config of evo-merge individual {ind.id} ({ind.operator}, {ind.method}) "
+            f"written by `evo-merge export`\n")
+    head += f"# {note}\n" if note else "# redoes the merge that made the exported weights\n"
+    return head + yaml.safe_dump(cfg, sort_keys=False), note
+
+
+# -- writers ------------------------------------------------------------------------------------
+def _write_full_model(population: Population, genome: Genome, out: Path, trust_remote_code: bool) -> None:
+    """base + delta, in the genome's dtype, saved in the base checkpoint's dtype."""
+    from evo_merge.model_host import ModelHost
+
+    host = ModelHost(population.base_dir, genome.layout, device="cpu", dtype=_dtype_name(genome.layout.dtype),
+                     trust_remote_code=trust_remote_code)
+    host.install(genome)
+    host.export_model(out, dtype=_checkpoint_dtype(population.base_dir, genome.layout.dtype))
+
+
+def _write_merged_lora(population: Population, genome: Genome, out: Path, trust_remote_code: bool) -> None:
+    """The adapter merged into the base in float32, saved in the base checkpoint's dtype."""
+    from evo_merge.model_host import ModelHost
+
+    host = ModelHost(population.base_dir, genome.layout, adapter_dir=_adapter_dir(population), device="cpu",
+                     dtype="float32", trust_remote_code=trust_remote_code)
+    host.install(genome)
+    host.export_model(out, merge_adapter=True, dtype=_checkpoint_dtype(population.base_dir, torch.float32))
+
+
+def _write_adapter(population: Population, genome: Genome, out: Path, spec_path: Path,
+                   trust_remote_code: bool) -> None:
+    """A PEFT adapter directory: the member adapters' config, the genome's tensors, the base tokenizer."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from evo_merge.model_host import load_tokenizer
+
+    member = _adapter_dir(population)
+    keys: set[str] = set()
+    for f in sorted(member.glob("adapter_model*.safetensors")):
+        with safe_open(str(f), framework="pt") as fh:
+            keys.update(fh.keys())
+    if keys != set(genome.layout.names):
+        diff = sorted(keys ^ set(genome.layout.names))[:3]
+        raise EvoMergeError(f"the individual's LoRA tensors do not match the adapter in {member} (e.g. {diff})")
+    try:
+        adapter_cfg = json.loads((member / "adapter_config.json").read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise EvoMergeError(f"cannot read {member / 'adapter_config.json'}: {exc}") from None
+    adapter_cfg["base_model_name_or_path"] = _model_ref(population, None, spec_path, with_revision=False)
+    if population.spec.revision and not _is_local(population.spec.base_model, spec_path):
+        adapter_cfg["revision"] = population.spec.revision
+    (out / "adapter_config.json").write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n")
+    # own memory per tensor: safetensors refuses tensors that share a buffer
+    save_file({k: v.detach().clone().contiguous() for k, v in genome.tensors().items()},
+              str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
+    load_tokenizer(population.base_dir, trust_remote_code).save_pretrained(out)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise EvoMergeError(f"output directory {out} already exists and is not empty")
+
+
+def _run_config(store: RunStore) -> dict:
+    try:
+        cfg = store.config()
+    except (OSError, EvoMergeError):
+        cfg = None
+    if cfg is None:  # older stores or a config only on disk
+        path = store.root / "config.yaml"
+        if not path.is_file():
+            raise EvoMergeError(f"not a run directory (no config.yaml): {store.root}")
+        try:
+            cfg = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise EvoMergeError(f"{path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(cfg, dict):
+        raise EvoMergeError(f"{store.root}: the run's config is not a mapping")
+    return cfg
+
+
+def _adapter_dir(population: Population) -> Path:
+    """The adapter directory whose config the population's workers built the model with."""
+    return next(iter(population.member_dirs.values()))
+
+
+def _is_local(ref: str, spec_path: Path | None) -> bool:
+    if "{build_dir}" in ref or ref.startswith((".", "/")) or ref.count("/") != 1:
+        return True
+    here = spec_path.resolve().parent if spec_path else Path.cwd()
+    return (Path(ref) if Path(ref).is_absolute() else here / ref).is_dir()
+
+
+def _model_ref(population: Population, member: str | None, spec_path: Path | None,
+               with_revision: bool = True) -> str:
+    """How to name a model outside this machine: its absolute local path, or its Hub id (mergekit's
+    ``id@revision`` when the spec pins a revision and ``with_revision``)."""
+    spec = population.spec
+    ref = spec.base_model if member is None else next(m.path for m in spec.members if m.name == member)
+    local = population.base_dir if member is None else population.member_dirs[member]
+    if _is_local(ref, spec_path):
+        return str(Path(local).resolve())
+    return f"{ref}@{spec.revision}" if spec.revision and with_revision else ref
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _checkpoint_dtype(base_dir: Path, default: torch.dtype) -> torch.dtype:
+    """The dtype the base model is stored in (config.json), else ``default``."""
+    try:
+        cfg = json.loads((Path(base_dir) / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return default
+    return _DTYPES.get(cfg.get("dtype") or cfg.get("torch_dtype") or "", default)
+
+
+def _row(ind: Individual) -> dict[str, Any]:
+    row = asdict(ind)
+    row.pop("created_at", None)
+    return row
