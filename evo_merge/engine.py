@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from evo_merge.config import EvolutionConfig, SearchConfig
+from evo_merge.engine_report import EngineReport
 from evo_merge.errors import EvoMergeError
 from evo_merge.genome import Genome
 from evo_merge.operators.coefficients import COEFFICIENTS
@@ -49,7 +50,7 @@ class EngineHooks:
     def generation(self, report: GenerationReport) -> None: ...
 
 
-class Engine:
+class Engine(EngineReport):
     def __init__(self, evo: EvolutionConfig, seed: int, store: RunStore, executor: Executor,
                  members: dict[str, Genome], hooks: EngineHooks | None = None, mode: str = "generational",
                  async_offspring: int | None = None):
@@ -351,53 +352,3 @@ class Engine:
         child = self.search(1, list(self.member_ids), cfg)
         self._close_generation(1, self.member_ids + [child], 1, time.perf_counter() - start)
         return child
-
-    # -- final report -------------------------------------------------------------------------
-    def report(self, population: list[int]) -> list[dict]:
-        """Score on the test split: best initial member, uniform merge, evolved best, top-k ensemble."""
-        uniform_id = self._uniform_merge(self.db.last_generation() or 0)
-        best_member = max(self.member_ids, key=self.fitness.__getitem__)
-        ranked = sorted(population, key=lambda i: (-self.fitness[i], i))
-        top_k = ranked[: self.evo.ensemble.top_k]
-        rows = []
-        entries = [("best initial member", best_member), ("uniform merge", uniform_id), ("evolved best", ranked[0])]
-        self.hooks.phase("test split", len(entries) + 2 * len(top_k))
-        rows.extend(self._test_rows(entries))
-        hashes = [self.digest[i] for i in top_k]
-        ens_fit = self.executor.ensemble(hashes, "fitness")
-        ens_test = self.executor.ensemble(hashes, "test")
-        for _ in range(2 * len(top_k)):
-            self.hooks.advance()
-        label = f"top-{len(top_k)} ensemble"
-        self.db.set_result(label, ens_fit.score, ens_test.score, {"ids": top_k, "test_task_scores": ens_test.task_scores})
-        rows.append({"name": label, "ids": top_k, "fitness": ens_fit.score, "test": ens_test.score,
-                     "test_tasks": ens_test.task_scores})
-        return rows
-
-    def _uniform_merge(self, generation: int) -> int:
-        uniform = Recipe("merge", list(self.member_ids), "linear", [1.0] * len(self.member_ids), {}, self._seed())
-        if self.evo_is_lora:
-            uniform.params["lora_mode"] = self.evo.crossover.lora_mode
-        return self._execute("uniform merge", generation, [uniform])[0]
-
-    def _test_rows(self, entries: list[tuple[str, int]]) -> list[dict]:
-        """Score individuals on the test split and record them as report rows."""
-        results = self.executor.run([Job(weights=self.digest[ind], split="test") for _, ind in entries],
-                                    on_done=lambda _: self.hooks.advance())
-        rows = []
-        for (label, ind), res in zip(entries, results):
-            ev = res.evaluation
-            self.db.set_test(ind, ev.score, ev.task_scores)
-            self.db.set_result(label, self.fitness[ind], ev.score, {"id": ind, "test_task_scores": ev.task_scores})
-            rows.append({"name": label, "ids": [ind], "fitness": self.fitness[ind], "test": ev.score,
-                         "test_tasks": ev.task_scores})
-        return rows
-
-    def search_report(self, result: int) -> list[dict]:
-        """Test split: best member, uniform merge of all members, the searched composition."""
-        uniform_id = self._uniform_merge(self.db.last_generation() or 0)
-        best_member = max(self.member_ids, key=self.fitness.__getitem__)
-        entries = [("best initial member", best_member), ("uniform merge", uniform_id),
-                   ("searched composition", result)]
-        self.hooks.phase("test split", len(entries))
-        return self._test_rows(entries)
