@@ -117,8 +117,12 @@ def _print_rows(outcome) -> None:
     table.add_column("model")
     table.add_column("fitness set", justify="right")
     table.add_column("test", justify="right")
+    heldout = any("heldout" in row for row in outcome.rows)
+    if heldout:
+        table.add_column("held-out tasks", justify="right")
     for row in outcome.rows:
-        table.add_row(row["name"], f"{row['fitness']:.4f}", f"{row['test']:.4f}")
+        cells = [row["name"], f"{row['fitness']:.4f}", f"{row['test']:.4f}"]
+        table.add_row(*cells, *([f"{row['heldout']:.4f}"] if heldout else []))
     console.print(table)
 
 
@@ -189,6 +193,49 @@ def _print_composition(run_dir: Path, ind_id: int) -> None:
             console.print(f"best-so-far curve: {png}")
     finally:
         store.close()
+
+
+@app.command()
+def compare(config: Path = typer.Argument(..., help="compare config YAML (base run config, methods, seeds, targets)"),
+            out: Optional[Path] = typer.Option(None, help="override the output directory"),
+            seeds: Optional[str] = typer.Option(None, help="override seeds, e.g. 0,1,2"),
+            methods: Optional[str] = typer.Option(None, help="override methods, comma-separated")) -> None:
+    """Run baselines and evolution methods with several seeds; table of test-split mean and std, PNG chart."""
+    from evo_merge.compare import Comparison, summarise, write_outputs
+    from evo_merge.config import load_compare_config
+
+    overrides: dict = {}
+    if out:
+        overrides["out"] = str(out)
+    if seeds:
+        try:
+            overrides["seeds"] = [int(x) for x in seeds.split(",")]
+        except ValueError:
+            raise EvoMergeError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
+    if methods:
+        overrides["methods"] = [m.strip() for m in methods.split(",")]
+    cfg = load_compare_config(config, overrides)
+    start = time.perf_counter()
+    comparison = Comparison(cfg)
+    with console.status("comparing") as status:
+        comparison.progress = lambda msg: status.update(f"{msg} ({time.perf_counter() - start:.0f}s)")
+        scores = comparison.scores()
+        sweep = comparison.sweep() if cfg.sweep else []
+    summary = summarise(scores)
+    paths = write_outputs(summary, scores, cfg.out, "compare", f"held-out test score, mean ± std over seeds {cfg.seeds}")
+    table = Table(title=f"held-out test split, mean ± std over seeds {cfg.seeds}")
+    for col in ("target", "method", "test", "fitness set"):
+        table.add_column(col, justify="right" if col in ("test", "fitness set") else "left")
+    for r in summary:
+        table.add_row(r["target"], r["method"], f"{r['test_mean']:.3f} ± {r['test_std']:.3f}", f"{r['fitness_mean']:.3f}")
+    console.print(table)
+    if sweep:
+        sw = summarise(sweep)
+        write_outputs(sw, sweep, cfg.out, "sweep", f"{cfg.sweep.method}: fitness-set size vs test score")
+        for r in sw:
+            console.print(f"sweep {r['method']}: test {r['test_mean']:.3f} ± {r['test_std']:.3f}, "
+                          f"fitness set {r['fitness_mean']:.3f}")
+    console.print(f"wrote {paths['csv']}, {paths['md']}, {paths['png']} in {time.perf_counter() - start:.0f}s")
 
 
 @app.command()

@@ -21,6 +21,8 @@ class TaskRef(_Strict):
 
     spec: Path
     weight: float = Field(1.0, gt=0)
+    overrides: dict[str, Any] = Field(default_factory=dict, description="task spec fields to override, "
+                                      "e.g. {fitness_samples: 50, test_split: last}")
 
 
 class MergeChoice(_Strict):
@@ -42,6 +44,8 @@ class CrossoverConfig(_Strict):
     methods: list[MergeChoice] = Field(default_factory=lambda: [MergeChoice(method="ties", params={"density": 0.7}),
                                                                 MergeChoice(method="linear")])
     lora_mode: Literal["factors", "product"] = "factors"
+    split_point: float = Field(0.0, ge=0, le=1, description="probability that a crossover is M2N2's split-point "
+                               "crossover (two parents) instead of a merge method")
 
     @model_validator(mode="after")
     def _given_matches(self) -> "CrossoverConfig":
@@ -186,6 +190,8 @@ class RunConfig(_Strict):
     out: Path = Path("runs/run")
     population: Path
     tasks: list[TaskRef] = Field(min_length=1)
+    heldout_tasks: list[TaskRef] = Field(default_factory=list, description="scored in the report only "
+                                         "(their test split); no fitness ever uses them")
     evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
@@ -199,6 +205,26 @@ class RunConfig(_Strict):
         if self.pool.mode == "async" and self.evolution.search is not None:
             raise ValueError("pool.mode 'async' does not run coefficient searches; remove evolution.search")
         return self
+
+
+class SweepConfig(_Strict):
+    """Fitness-set size against test score for one method; the test set stays the same."""
+
+    method: str = "GENOME"
+    fitness_samples: list[int] = Field(default_factory=lambda: [50, 100, 200, 400], min_length=1)
+
+
+class CompareConfig(_Strict):
+    """``evo-merge compare``: methods x seeds x target tasks on one population and split."""
+
+    base: Path = Field(description="the run config every method starts from")
+    out: Path = Path("runs/compare")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    targets: list[Path] = Field(default_factory=list, description="task specs compared one at a time; "
+                                "default: the base config's tasks, together")
+    methods: list[str] | None = Field(None, description="names from evo_merge.baselines; default all")
+    budget: int = Field(80, ge=1, description="candidates per coefficient search")
+    sweep: SweepConfig | None = None
 
 
 def read_yaml(path: Path, what: str) -> dict[str, Any]:
@@ -250,8 +276,17 @@ def load_run_config(path: Path, overrides: dict[str, Any] | None = None) -> RunC
     cfg: RunConfig = load_model(RunConfig, path, "config", overrides)
     here = path.resolve().parent
     cfg.population = _resolve(here, cfg.population)
-    for task in cfg.tasks:
+    for task in cfg.tasks + cfg.heldout_tasks:
         task.spec = _resolve(here, task.spec)
+    return cfg
+
+
+def load_compare_config(path: Path, overrides: dict[str, Any] | None = None) -> CompareConfig:
+    path = Path(path)
+    cfg: CompareConfig = load_model(CompareConfig, path, "compare config", overrides)
+    here = path.resolve().parent
+    cfg.base = _resolve(here, cfg.base)
+    cfg.targets = [_resolve(here, t) for t in cfg.targets]
     return cfg
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -64,6 +64,7 @@ class Engine(EngineReport):
         self.personal_best: dict[int, int] = {}
         self.digest: dict[int, str] = {}
         self.velocity: dict[int, str | None] = {}
+        self.examples: dict[int, np.ndarray] = {}  # per-example fitness-split scores (niche operators)
         self.member_ids: list[int] = []
 
     # -- running jobs -------------------------------------------------------------------------
@@ -85,19 +86,33 @@ class Engine(EngineReport):
         ev = res.evaluation
         parents = recipe.parents if recipe else []
         pbest = self._personal_best(recipe, ind_id, ev.score)
+        examples = self._example_vector(ev)
         self.db.add(Individual(
             id=ind_id, generation=generation, operator=recipe.operator if recipe else "member", name=name,
             parents=list(parents), method=recipe.method if recipe else None,
             coefficients=recipe.coefficients if recipe else None, params=recipe.params if recipe else None,
             seed=recipe.seed if recipe else None, weights=res.weights, velocity=res.velocity,
             personal_best=pbest, fitness=ev.score, task_scores=ev.task_scores,
-            build_seconds=res.build_seconds, eval_seconds=ev.seconds, worker=res.worker, node=res.node))
+            build_seconds=res.build_seconds, eval_seconds=ev.seconds, worker=res.worker, node=res.node),
+            example_scores=examples)
         self.fitness[ind_id] = ev.score
         self.digest[ind_id] = res.weights
         self.velocity[ind_id] = res.velocity
         self.personal_best[ind_id] = pbest
+        self.examples[ind_id] = examples
         return ind_id
 
+    @staticmethod
+    def _example_vector(ev) -> np.ndarray:
+        """All tasks' per-example scores on the fitness split, tasks in name order."""
+        return np.concatenate([np.asarray(ev.example_scores[t], dtype=float) for t in sorted(ev.example_scores)]
+                              or [np.zeros(0)])
+
+    def _example_matrix(self, ids: Sequence[int]) -> np.ndarray | None:
+        """Rows of per-example scores for ``ids`` (None when some individual has none)."""
+        if any(i not in self.examples for i in ids):
+            return None
+        return np.stack([self.examples[i] for i in ids])
     def _personal_best(self, recipe: Recipe | None, ind_id: int, score: float) -> int:
         """The best of the individual and the own-bests of those whose search it continues.
 
@@ -142,9 +157,12 @@ class Engine(EngineReport):
             self.digest[ind.id] = ind.weights
             self.velocity[ind.id] = ind.velocity
             self.personal_best[ind.id] = ind.personal_best if ind.personal_best is not None else ind.id
+        self.examples.update(self.db.example_scores())
 
     def _crossover_recipe(self, parents: list[int], coefficients: list[float]) -> Recipe:
         cx = self.evo.crossover
+        if cx.split_point > 0 and self.rng.random() < cx.split_point:
+            return self._split_point_recipe(parents)
         probs = np.array([m.weight for m in cx.methods])
         choice = cx.methods[int(self.rng.choice(len(cx.methods), p=probs / probs.sum()))]
         params = dict(choice.params)
@@ -153,6 +171,26 @@ class Engine(EngineReport):
         if self.evo_is_lora:
             params["lora_mode"] = cx.lora_mode
         return Recipe("crossover", parents, choice.method, coefficients, params, self._seed())
+
+    def _split_point_recipe(self, parents: list[int]) -> Recipe:
+        """M2N2's crossover: layers before a random split take mix w of parent A (1 - w of B),
+        the layers from the split on take 1 - w of A (w of B)."""
+        n_layers = self._n_layers()
+        split = int(self.rng.integers(1, n_layers)) if n_layers > 1 else 1
+        w = float(self.rng.uniform(0.0, 1.0))
+        groups = {"granularity": "split", "split_layer": split}
+        labels = list(tensor_groups(next(iter(self.members.values())).layout.names, **groups).labels)
+        params = {"groups": groups, "group_labels": labels, "normalize": False}
+        if self.evo_is_lora:
+            params["lora_mode"] = self.evo.crossover.lora_mode
+        coefficients = [w, 1 - w, 1 - w, w][: 2 * len(labels)]
+        return Recipe("composition", parents[:2], "linear", coefficients, params, self._seed())
+
+    def _n_layers(self) -> int:
+        from evo_merge.merge.groups import layer_index
+
+        layers = [layer_index(n) for n in next(iter(self.members.values())).layout.names]
+        return max((i for i in layers if i is not None), default=0) + 1
 
     @property
     def evo_is_lora(self) -> bool:
@@ -166,7 +204,8 @@ class Engine(EngineReport):
         for _ in range(cx.slots if cx.slots is not None else max(1, len(population) // 2)):
             if self.rng.random() >= cx.rate:
                 continue
-            idx = choose_parents(cx.parent_selection, fit, cx.num_parents, self.rng, tournament_size=cx.tournament_size)
+            idx = choose_parents(cx.parent_selection, fit, cx.num_parents, self.rng, tournament_size=cx.tournament_size,
+                                 examples=self._example_matrix(population))
             coeffs = COEFFICIENTS.get(cx.coefficients)(fit[idx], self.rng, given=cx.given)
             recipes.append(self._crossover_recipe([population[i] for i in idx], coeffs))
         for ind in population:
@@ -207,7 +246,8 @@ class Engine(EngineReport):
         fit = np.array([self.fitness[i] for i in pool])
         sel = self.evo.selection
         keep = select_survivors(sel.method, fit, self.evo.population_size, self.rng,
-                                elite_fraction=sel.elite_fraction, tournament_size=sel.tournament_size)
+                                elite_fraction=sel.elite_fraction, tournament_size=sel.tournament_size,
+                                examples=self._example_matrix(pool))
         survivors = [pool[i] for i in keep]
         self._close_generation(generation, survivors, len(children), time.perf_counter() - start)
         return survivors
@@ -264,10 +304,12 @@ class Engine(EngineReport):
         cx, mu = self.evo.crossover, self.evo.mutation
         fit = np.array([self.fitness[i] for i in population])
         if self.rng.random() < cx.rate and len(population) >= cx.num_parents:
-            idx = choose_parents(cx.parent_selection, fit, cx.num_parents, self.rng, tournament_size=cx.tournament_size)
+            idx = choose_parents(cx.parent_selection, fit, cx.num_parents, self.rng, tournament_size=cx.tournament_size,
+                                 examples=self._example_matrix(population))
             coeffs = COEFFICIENTS.get(cx.coefficients)(fit[idx], self.rng, given=cx.given)
             return self._crossover_recipe([population[i] for i in idx], coeffs)
-        parent = population[choose_parents(cx.parent_selection, fit, 1, self.rng, tournament_size=cx.tournament_size)[0]]
+        parent = population[choose_parents(cx.parent_selection, fit, 1, self.rng, tournament_size=cx.tournament_size,
+                                           examples=self._example_matrix(population))[0]]
         params = {"weight_rate": mu.weight_rate, "sigma": mu.sigma, "sigma_mode": mu.sigma_mode}
         return Recipe("mutation", [parent], params=params, seed=self._seed())
 
@@ -296,7 +338,8 @@ class Engine(EngineReport):
             pool = self._unique(population + [child])
             fit = np.array([self.fitness[i] for i in pool])
             keep = select_survivors(sel.method, fit, self.evo.population_size, self.rng,
-                                    elite_fraction=sel.elite_fraction, tournament_size=sel.tournament_size)
+                                    elite_fraction=sel.elite_fraction, tournament_size=sel.tournament_size,
+                                examples=self._example_matrix(pool))
             population = [pool[i] for i in keep]
             done += 1
             self.hooks.advance()

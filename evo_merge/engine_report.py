@@ -9,6 +9,7 @@ from evo_merge.pool.jobs import Job
 
 
 class EngineReport:
+    heldout: bool = False  # the run has held-out tasks: report their scores too
     def report(self, population: list[int]) -> list[dict]:
         """Score on the test split: best initial member, uniform merge, evolved best, top-k ensemble."""
         uniform_id = self._uniform_merge(self.db.last_generation() or 0)
@@ -25,9 +26,15 @@ class EngineReport:
         for _ in range(2 * len(top_k)):
             self.hooks.advance()
         label = f"top-{len(top_k)} ensemble"
-        self.db.set_result(label, ens_fit.score, ens_test.score, {"ids": top_k, "test_task_scores": ens_test.task_scores})
-        rows.append({"name": label, "ids": top_k, "fitness": ens_fit.score, "test": ens_test.score,
-                     "test_tasks": ens_test.task_scores})
+        detail = {"ids": top_k, "test_task_scores": ens_test.task_scores}
+        row = {"name": label, "ids": top_k, "fitness": ens_fit.score, "test": ens_test.score,
+               "test_tasks": ens_test.task_scores}
+        if self.heldout:
+            ens_held = self.executor.ensemble(hashes, "heldout")
+            detail.update(heldout=ens_held.score, heldout_task_scores=ens_held.task_scores)
+            row.update(heldout=ens_held.score, heldout_tasks=ens_held.task_scores)
+        self.db.set_result(label, ens_fit.score, ens_test.score, detail)
+        rows.append(row)
         return rows
 
     def _uniform_merge(self, generation: int) -> int:
@@ -38,15 +45,22 @@ class EngineReport:
 
     def _test_rows(self, entries: list[tuple[str, int]]) -> list[dict]:
         """Score individuals on the test split and record them as report rows."""
-        results = self.executor.run([Job(weights=self.digest[ind], split="test") for _, ind in entries],
-                                    on_done=lambda _: self.hooks.advance())
+        splits = ["test", "heldout"] if self.heldout else ["test"]
+        jobs = [Job(weights=self.digest[ind], split=split) for _, ind in entries for split in splits]
+        results = iter(self.executor.run(jobs, on_done=lambda _: self.hooks.advance()))
         rows = []
-        for (label, ind), res in zip(entries, results):
-            ev = res.evaluation
+        for label, ind in entries:
+            ev = next(results).evaluation
+            detail = {"id": ind, "test_task_scores": ev.task_scores}
+            row = {"name": label, "ids": [ind], "fitness": self.fitness[ind], "test": ev.score,
+                   "test_tasks": ev.task_scores}
+            if self.heldout:
+                held = next(results).evaluation
+                detail.update(heldout=held.score, heldout_task_scores=held.task_scores)
+                row.update(heldout=held.score, heldout_tasks=held.task_scores)
             self.db.set_test(ind, ev.score, ev.task_scores)
-            self.db.set_result(label, self.fitness[ind], ev.score, {"id": ind, "test_task_scores": ev.task_scores})
-            rows.append({"name": label, "ids": [ind], "fitness": self.fitness[ind], "test": ev.score,
-                         "test_tasks": ev.task_scores})
+            self.db.set_result(label, self.fitness[ind], ev.score, detail)
+            rows.append(row)
         return rows
 
     def search_report(self, result: int) -> list[dict]:

@@ -68,6 +68,29 @@ class Population:
             return self._load_lora()
         return self._load_deltas()
 
+    def check_tokenizers(self, base_tokenizer, trust_remote_code: bool = False) -> None:
+        """Members that ship a tokenizer must ship the base's: same vocabulary, same special tokens."""
+        from transformers import AutoTokenizer
+
+        want_vocab = base_tokenizer.get_vocab()
+        want_special = base_tokenizer.special_tokens_map
+        for name, path in self.member_dirs.items():
+            if not any((path / f).is_file() for f in TOKENIZER_FILES):
+                continue
+            try:
+                tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            except (OSError, ValueError) as exc:
+                raise EvoMergeError(f"member {name}: tokenizer in {path} cannot be loaded: "
+                                    f"{str(exc).splitlines()[0][:160]}") from None
+            vocab = tok.get_vocab()
+            if vocab != want_vocab:
+                diff = sorted(set(vocab.items()) ^ set(want_vocab.items()))[:2]
+                raise EvoMergeError(f"member {name}: tokenizer differs from the base's ({len(vocab)} tokens vs "
+                                    f"{len(want_vocab)}; e.g. {diff}): members must share the base's tokenizer")
+            if tok.special_tokens_map != want_special:
+                raise EvoMergeError(f"member {name}: special tokens {tok.special_tokens_map} differ from the "
+                                    f"base's {want_special}")
+
     def _load_lora(self) -> dict[str, Genome]:
         genomes, ref_cfg = {}, None
         for name, path in self.member_dirs.items():
@@ -100,6 +123,9 @@ class Population:
             raise EvoMergeError("no member differs from the base model: nothing to evolve")
         return {name: Genome.from_tensors({k: m[k] - base[k] for k in changed}, "delta", what=f"member {name}")
                 for name, m in members.items()}
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 
 def load_population(spec_path: Path) -> Population:

@@ -71,14 +71,20 @@ def prepare(cfg: RunConfig) -> Prepared:
     check_operators(cfg)
     population = load_population(cfg.population)
     members = population.load_genomes()
-    tasks = [(load_task(t.spec), t.weight) for t in cfg.tasks]
+    tasks = [(load_task(t.spec, t.overrides), t.weight) for t in cfg.tasks]
+    heldout = [(load_task(t.spec, t.overrides), t.weight) for t in cfg.heldout_tasks]
+    names = [t.name for t, _ in tasks + heldout]
+    if len(set(names)) != len(names):
+        raise EvoMergeError(f"task names must be distinct across tasks and heldout_tasks: {names}")
     tokenizer = load_tokenizer(population.base_dir, cfg.trust_remote_code)
-    for task, _ in tasks:
+    population.check_tokenizers(tokenizer, cfg.trust_remote_code)
+    for task, _ in tasks + heldout:
         for split in ("fitness", "test"):
             make_metric(task.spec, task.examples(split), tokenizer, torch.device("cpu"), cfg.eval.batch_size)
     adapter = next(iter(population.member_dirs.values())) if population.spec.kind == "lora" else None
     spec = WorkerSpec(Path(cfg.out).resolve(), population.base_dir, adapter, next(iter(members.values())).layout,
-                      tasks, cfg.eval.device, cfg.eval.dtype, cfg.eval.batch_size, cfg.trust_remote_code)
+                      tasks, cfg.eval.device, cfg.eval.dtype, cfg.eval.batch_size, cfg.trust_remote_code,
+                      heldout)
     if cfg.evolution.search is not None:
         check_search(cfg.evolution.search, spec.layout)
     return Prepared(population, members, tasks, spec)
@@ -136,6 +142,7 @@ def _drive(cfg: RunConfig, kind: str, body: Callable[[Engine], RunOutcome], hook
             _attach(store, executor)
         engine = Engine(cfg.evolution, cfg.seed, store, executor, prepared.members, hooks,
                         mode=cfg.pool.mode, async_offspring=cfg.pool.async_offspring)
+        engine.heldout = bool(prepared.spec.heldout)
         outcome = body(engine)
         store.lineage.set_meta("status", "finished")
         return outcome

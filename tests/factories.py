@@ -105,3 +105,58 @@ def write_run_config(root: Path, population: Path, task: Path, **evolution) -> P
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+ARCHS = ("llama", "qwen2", "gemma2")
+
+
+def make_arch_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32):
+    """A random-init tiny model of a real architecture (the shapes' ratios, not their sizes)."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=len(VOCAB), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                  bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if arch == "llama":
+        model = LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=False))
+    elif arch == "qwen2":
+        model = Qwen2ForCausalLM(Qwen2Config(**common, tie_word_embeddings=False))
+    elif arch == "gemma2":
+        model = Gemma2ForCausalLM(Gemma2Config(**common, head_dim=8, sliding_window=16))
+    else:
+        raise ValueError(arch)
+    return model.to(dtype)
+
+
+def write_arch_population(root: Path, arch: str, kind: str, dtype: torch.dtype = torch.float32, n: int = 3) -> Path:
+    """Base + n members (full fine-tunes or PEFT LoRA adapters) of one architecture, saved in ``dtype``."""
+    from peft import LoraConfig, get_peft_model
+
+    base_dir = root / "base"
+    make_arch_model(arch, dtype=dtype).save_pretrained(base_dir, safe_serialization=True)
+    make_tokenizer().save_pretrained(base_dir)
+    members = []
+    for i in range(n):
+        model = make_arch_model(arch, dtype=dtype)
+        torch.manual_seed(300 + i)
+        out = root / f"{kind}{i}"
+        if kind == "full":
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_((torch.randn_like(p, dtype=torch.float32) * 0.02).to(dtype))
+            model.save_pretrained(out, safe_serialization=True)
+            make_tokenizer().save_pretrained(out)
+        else:
+            peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+            with torch.no_grad():
+                for name, p in peft_model.named_parameters():
+                    if "lora_B" in name:
+                        p.normal_(0, 0.05)
+            peft_model.save_pretrained(out)
+        members.append(out)
+    spec = {"name": f"tiny-{arch}-{kind}", "kind": kind, "base_model": str(base_dir),
+            "members": [{"name": f"m{i}", "path": str(p)} for i, p in enumerate(members)]}
+    path = root / "population.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path

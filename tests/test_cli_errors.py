@@ -117,7 +117,16 @@ def _drop(t):
     del t["model.layers.1.mlp.up_proj.weight"]
 
 
+def _other_tokenizer(member_dir: Path) -> None:
+    data = json.loads((member_dir / "tokenizer.json").read_text())
+    vocab = data["model"]["vocab"]
+    vocab["A"] = vocab.pop("a")
+    (member_dir / "tokenizer.json").write_text(json.dumps(data))
+
+
 CASES = {
+    "member tokenizer differs": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(
+        population=str(population_with(tp, pop, _other_tokenizer)))), "tokenizer differs from the base's"),
     "malformed yaml": (lambda c, tp, pop: write(tp / "m.yaml", "seed: [1,\n"), "malformed YAML"),
     "not a mapping": (lambda c, tp, pop: write(tp / "m.yaml", "- 1\n"), "expected a YAML mapping"),
     "missing config": (lambda c, tp, pop: tp / "nope.yaml", "config file not found"),

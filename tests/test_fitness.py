@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import factories
 from evo_merge.errors import EvoMergeError

@@ -1,6 +1,5 @@
 """`evo-merge merge`: a one-shot merge into a Hugging Face model directory."""
 
-import pytest
 import torch
 import yaml
 from safetensors.torch import load_file

@@ -8,7 +8,6 @@ which the test reads back from the worker records in the lineage store.
 import json
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys

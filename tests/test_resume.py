@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -141,3 +140,19 @@ def test_replay_rebuilds_every_individual_and_gc_keeps_them_replayable(uninterru
     assert code == 0 and "weights equal" in " ".join(out.split())
     code, _, err = cli("replay", copy, 10**6)
     assert code == 2 and "no individual 1000000" in err
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.6, 0.9])
+def test_async_mode_resumes_to_the_uninterrupted_run(tmp_path, fraction):
+    overrides = {"pool.backend": "local", "pool.mode": "async", "evolution.generations": 4,
+                 "evolution.population_size": 6, "evolution.succession.enabled": False}
+    whole = load_run_config(DEMO, {**overrides, "out": str(tmp_path / "whole")})
+    prepared = prepare(whole)
+    counter = CrashAt(10**9)
+    execute(whole, counter, prepared)
+    steps = 10**9 - counter.n
+    cut = load_run_config(DEMO, {**overrides, "out": str(tmp_path / "cut")})
+    with pytest.raises(KeyboardInterrupt):
+        execute(cut, CrashAt(int(fraction * steps)), prepared)
+    resume_run(cut.out, prepared=prepared)
+    assert signature(cut.out) == signature(whole.out)

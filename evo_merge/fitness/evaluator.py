@@ -2,7 +2,8 @@
 
 Fitness is the weighted mean of task scores on each task's fitness split. The test
 split is only ever read through ``split="test"``, which the engine uses for reporting,
-never for selection.
+never for selection. Held-out tasks (``split="heldout"``: their test examples) are tasks
+no fitness ever used, scored only in the report.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from evo_merge.fitness.tasks import Task
 from evo_merge.genome import Genome
 from evo_merge.model_host import ModelHost
 
-SPLITS = ("fitness", "test")
+SPLITS = ("fitness", "test", "heldout")
 
 
 @dataclass
@@ -41,20 +42,29 @@ class Evaluator(Protocol):
     def ensemble(self, evaluations: Sequence[Evaluation], split: str = "fitness") -> Evaluation: ...
 
 
+def _normalised(tasks: Sequence[tuple[Task, float]]) -> dict[str, float]:
+    total = sum(w for _, w in tasks)
+    return {t.name: w / total for t, w in tasks} if total > 0 else {}
+
+
 class LocalEvaluator:
     """Scores genomes on a ModelHost in this process."""
 
-    def __init__(self, host: ModelHost, tasks: Sequence[tuple[Task, float]], batch_size: int = 64):
+    def __init__(self, host: ModelHost, tasks: Sequence[tuple[Task, float]], batch_size: int = 64,
+                 heldout: Sequence[tuple[Task, float]] = ()):
         self.host = host
         self.tasks, self.batch_size = list(tasks), batch_size
         self._loss_metrics: dict[str, dict[str, NegativeLoss]] = {}
-        self.weights = {t.name: w for t, w in tasks}
-        total = sum(self.weights.values())
-        self.weights = {k: v / total for k, v in self.weights.items()}
+        self.split_weights = {"fitness": _normalised(tasks), "test": _normalised(tasks),
+                              "heldout": _normalised(heldout)}
+        self.weights = self.split_weights["fitness"]
+        sources = {"fitness": [(t, t.examples("fitness")) for t, _ in tasks],
+                   "test": [(t, t.examples("test")) for t, _ in tasks],
+                   "heldout": [(t, t.examples("test")) for t, _ in heldout]}
         self.metrics: dict[str, dict[str, Metric]] = {
-            split: {t.name: make_metric(t.spec, t.examples(split), host.tokenizer, host.device, batch_size)
-                    for t, _ in tasks if t.examples(split)}
-            for split in SPLITS
+            split: {t.name: make_metric(t.spec, rows, host.tokenizer, host.device, batch_size)
+                    for t, rows in pairs if rows}
+            for split, pairs in sources.items()
         }
 
     def evaluate(self, genome: Genome, split: str = "fitness", loss: bool = False) -> Evaluation:
@@ -86,5 +96,6 @@ class LocalEvaluator:
     def _from_predictions(self, preds: dict[str, list[Any]], split: str) -> Evaluation:
         examples = {name: self.metrics[split][name].score(p) for name, p in preds.items()}
         task_scores = {name: float(s.mean()) for name, s in examples.items()}
-        score = float(sum(self.weights[n] * s for n, s in task_scores.items()))
+        weights = self.split_weights[split]
+        score = float(sum(weights[n] * s for n, s in task_scores.items()))
         return Evaluation(score, task_scores, examples, preds)

@@ -98,6 +98,24 @@ def _encode(tokenizer: Any, text: str, special: bool) -> list[int]:
     return tokenizer(text, add_special_tokens=special)["input_ids"]
 
 
+def render_prompt(spec: TaskSpec, row: dict[str, Any], tokenizer: Any) -> tuple[str, bool]:
+    """The prompt text, and whether the tokenizer should add its special tokens to it: with
+    ``chat_template`` the prompt is the user turn of the tokenizer's chat template, which
+    brings its own."""
+    text = spec.prompt.format(**row)
+    if not spec.chat_template:
+        return text, True
+    if not getattr(tokenizer, "chat_template", None):
+        raise EvoMergeError(f"task {spec.name}: chat_template is on but the base tokenizer has no chat template")
+    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                         add_generation_prompt=True), False
+
+
+def _encode_prompt(spec: TaskSpec, row: dict[str, Any], tokenizer: Any) -> list[int]:
+    text, special = render_prompt(spec, row, tokenizer)
+    return _encode(tokenizer, text, special)
+
+
 @METRICS.register("mc_loglik")
 class MultipleChoice:
     """Accuracy of the highest log-likelihood choice; ensembles average choice log-probs."""
@@ -109,7 +127,7 @@ class MultipleChoice:
             answer = str(row[spec.answer_field])
             if answer not in choices:
                 raise EvoMergeError(f"task {spec.name}: example {i}: answer {answer!r} is not among its choices")
-            prompt = _encode(tokenizer, spec.prompt.format(**row), True)
+            prompt = _encode_prompt(spec, row, tokenizer)
             start = len(pairs)
             pairs.extend((prompt, _encode(tokenizer, c, False)) for c in choices)
             self.spans.append((start, len(pairs)))
@@ -132,7 +150,7 @@ class NegativeLoss:
     """Mean per-token log-probability of the reference answer (higher is better)."""
 
     def __init__(self, spec, examples, tokenizer, device, batch_size):
-        pairs = [(_encode(tokenizer, spec.prompt.format(**row), True),
+        pairs = [(_encode_prompt(spec, row, tokenizer),
                   _encode(tokenizer, str(row[spec.answer_field]), False)) for row in examples]
         if any(not c for _, c in pairs):
             raise EvoMergeError(f"task {spec.name}: an example has an empty answer")
@@ -155,7 +173,9 @@ class ExactMatch:
 
     def __init__(self, spec, examples, tokenizer, device, batch_size):
         self.spec, self.tokenizer, self.device, self.batch_size = spec, tokenizer, device, batch_size
-        self.prompts = [spec.prompt.format(**row) for row in examples]
+        rendered = [render_prompt(spec, row, tokenizer) for row in examples]
+        self.prompts = [text for text, _ in rendered]
+        self.add_special = all(special for _, special in rendered)
         self.answers = [str(row[spec.answer_field]).strip() for row in examples]
         try:
             self.regex = re.compile(spec.answer_regex) if spec.answer_regex else None
@@ -174,7 +194,8 @@ class ExactMatch:
         tok.padding_side = "left"
         out: list[str] = []
         for s in range(0, len(self.prompts), self.batch_size):
-            enc = tok(self.prompts[s:s + self.batch_size], return_tensors="pt", padding=True).to(self.device)
+            enc = tok(self.prompts[s:s + self.batch_size], return_tensors="pt", padding=True,
+                      add_special_tokens=self.add_special).to(self.device)
             gen = model.generate(**enc, max_new_tokens=self.spec.max_new_tokens, do_sample=False,
                                  pad_token_id=tok.pad_token_id)
             texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -36,9 +36,14 @@ class TaskSpec(BaseModel):
     metric: str = "mc_loglik"
     answer_regex: str | None = None
     max_new_tokens: int = Field(16, ge=1)
+    chat_template: bool = Field(False, description="wrap the prompt as the user turn of the tokenizer's chat "
+                                "template (instruction-tuned bases such as gemma-2-2b-it)")
     fitness_samples: int = Field(200, ge=1)
     test_samples: int = Field(200, ge=0)
     split_seed: int = 0
+    test_split: Literal["after_fitness", "last"] = Field(
+        "after_fitness", description="test rows follow the fitness rows in the seeded order, or are its last "
+        "rows (the same test set whatever fitness_samples is)")
 
     @model_validator(mode="after")
     def _mc_needs_choices(self) -> "TaskSpec":
@@ -79,7 +84,8 @@ def load_task(spec_path: Path, overrides: dict[str, Any] | None = None) -> Task:
     _check_fields(spec, rows[0])
     order = np.random.default_rng(spec.split_seed).permutation(len(rows))
     fit = [rows[i] for i in order[: spec.fitness_samples]]
-    test = [rows[i] for i in order[spec.fitness_samples: need]]
+    start = spec.fitness_samples if spec.test_split == "after_fitness" else len(rows) - spec.test_samples
+    test = [rows[i] for i in order[start: start + spec.test_samples]]
     return Task(spec, fit, test)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Literal, Sequence
 
 from evo_merge.errors import EvoMergeError
 
-Granularity = Literal["parent", "layers", "filters"]
+Granularity = Literal["parent", "layers", "filters", "split"]
 _LAYER = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
 
 
@@ -37,14 +37,17 @@ def layer_index(name: str) -> int | None:
 
 
 def tensor_groups(names: Sequence[str], granularity: Granularity = "parent", layer_groups: int = 1,
-                  filters: Sequence[str] = ()) -> TensorGroups:
-    """Assign each tensor name to a group; every group holds at least one tensor."""
+                  filters: Sequence[str] = (), split_layer: int = 1) -> TensorGroups:
+    """Assign each tensor name to a group; every group holds at least one tensor (for 'split',
+    the tensors before layer ``split_layer``, embeddings included, then the rest)."""
     if granularity == "parent":
         return TensorGroups(("all",), (0,) * len(names))
     if granularity == "layers":
         return _by_layers(names, layer_groups)
     if granularity == "filters":
         return _by_filters(names, filters)
+    if granularity == "split":
+        return _by_split(names, split_layer)
     raise EvoMergeError(f"unknown granularity {granularity!r} (known: parent, layers, filters)")
 
 
@@ -82,8 +85,22 @@ def _by_filters(names: Sequence[str], filters: Sequence[str]) -> TensorGroups:
     return TensorGroups(tuple(labels), tuple(of))
 
 
+def _by_split(names: Sequence[str], split_layer: int) -> TensorGroups:
+    """Layers before ``split_layer`` (and tensors outside layers whose name says 'embed') form
+    group 0; later layers and the other outside tensors (final norm, LM head) group 1."""
+    def before(name: str) -> bool:
+        i = layer_index(name)
+        return "embed" in name if i is None else i < split_layer
+
+    of = tuple(0 if before(n) else 1 for n in names)
+    labels = (f"before layer {split_layer}", f"from layer {split_layer}")
+    if len(set(of)) == 1:  # everything on one side: one group
+        return TensorGroups((labels[of[0]] if of else labels[0],), (0,) * len(names))
+    return TensorGroups(labels, of)
+
+
 def groups_from_params(names: Sequence[str], params: dict[str, Any]) -> TensorGroups:
     """The groups a recipe's ``params['groups']`` entry describes."""
     spec = params.get("groups") or {"granularity": "parent"}
     return tensor_groups(names, spec.get("granularity", "parent"), spec.get("layer_groups", 1),
-                         spec.get("filters", ()))
+                         spec.get("filters", ()), spec.get("split_layer", 1))

@@ -20,15 +20,19 @@ def elite_count(fraction: float, n: int) -> int:
 
 
 def select_survivors(method: str, fitness: np.ndarray, n: int, rng: np.random.Generator,
-                     elite_fraction: float = 0.1, tournament_size: int = 3) -> list[int]:
-    """Indices of ``n`` survivors (all of them if the pool is not larger), fittest elites kept."""
+                     elite_fraction: float = 0.1, tournament_size: int = 3,
+                     examples: np.ndarray | None = None) -> list[int]:
+    """Indices of ``n`` survivors (all of them if the pool is not larger), fittest elites kept.
+    ``examples`` (pool x examples) are per-example scores, for niche-aware methods."""
     fitness = np.asarray(fitness, dtype=float)
     if len(fitness) <= n:
         return list(range(len(fitness)))
     order = list(np.argsort(-fitness, kind="stable"))
     elites = [int(i) for i in order[: elite_count(elite_fraction, n)]]
     rest = [i for i in range(len(fitness)) if i not in elites]
-    picked = SELECTORS.get(method)(fitness[rest], n - len(elites), rng, tournament_size=tournament_size)
+    sub = None if examples is None else np.asarray(examples)[rest]
+    picked = SELECTORS.get(method)(fitness[rest], n - len(elites), rng, tournament_size=tournament_size,
+                                   examples=sub)
     return sorted(elites + [rest[i] for i in picked])
 
 

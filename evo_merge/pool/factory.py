@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evo_merge.fitness.evaluator import LocalEvaluator
@@ -25,10 +25,12 @@ class WorkerSpec:
     dtype: str = "auto"
     batch_size: int = 64
     trust_remote_code: bool = False
+    heldout: list[tuple[Task, float]] = field(default_factory=list)
 
 
 def make_worker(spec: WorkerSpec, name: str | None = None, host: ModelHost | None = None) -> Worker:
     """A Worker for ``spec``; pass ``host`` to reuse an already loaded model."""
     host = host or ModelHost(spec.base_dir, spec.layout, adapter_dir=spec.adapter_dir, device=spec.device,
                              dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)
-    return Worker(spec.run_dir, LocalEvaluator(host, spec.tasks, batch_size=spec.batch_size), name=name)
+    return Worker(spec.run_dir, LocalEvaluator(host, spec.tasks, batch_size=spec.batch_size, heldout=spec.heldout),
+                  name=name)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from evo_merge.errors import EvoMergeError
-from evo_merge.weights_io import atomic_write_bytes
+from evo_merge.report.png import pyplot, write_png
 
 
 def plot_fitness(db, path: Path, title: str) -> Path:
@@ -17,10 +16,7 @@ def plot_fitness(db, path: Path, title: str) -> Path:
     if not rows:
         run = Path(db.path).parent if getattr(db, "path", None) else "the run"
         raise EvoMergeError(f"no generations recorded in {run} yet")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     gens = [r["generation"] for r in rows]
@@ -44,9 +40,4 @@ def plot_fitness(db, path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return write_png(fig, path)

@@ -15,13 +15,12 @@ whose label joins the roles, e.g. ``moves, own best``.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 
 from evo_merge.errors import EvoMergeError
-from evo_merge.weights_io import atomic_write_bytes
+from evo_merge.report.png import pyplot, write_png
 
 SUCCESSION_ROLES = ("moves", "own best", "global best", "repel")
 _COEFFICIENT_OPERATORS = ("crossover", "merge", "composition")
@@ -292,10 +291,7 @@ def layout(tree: Tree) -> dict[int, tuple[float, float]]:
 
 def to_png(tree: Tree, path: Path, title: str | None = None) -> Path:
     """Draw the tree with matplotlib + networkx and write it atomically as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import networkx as nx
 
     graph = nx.DiGraph()
@@ -347,9 +343,4 @@ def to_png(tree: Tree, path: Path, title: str | None = None) -> Path:
     ax.set_xlim(-width / 2 - 0.2, width / 2 + 0.2)
     ax.set_ylim(-(n_ranks - 1) - 0.6, 0.6)
     ax.set_title(title or f"family tree of #{tree.root}", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return write_png(fig, path)

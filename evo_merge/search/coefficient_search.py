@@ -25,6 +25,10 @@ from evo_merge.pool.jobs import Job, JobResult
 from evo_merge.search.space import Candidate, CoefficientSpace, make_optimizer
 from evo_merge.store.lineage import LineageDB
 
+# Nevergrad's sub-optimizers (scipy's COBYLA under NGOpt at small budgets) warn about their
+# own settings; nothing a user can act on
+warnings.filterwarnings("ignore", category=UserWarning, module=r"scipy\..*")
+
 
 @dataclass
 class SearchBest:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from evo_merge.weights_io import atomic_write_bytes
+from evo_merge.report.png import pyplot, write_png
 
 
 def best_so_far(rows: list[dict], key: str = "fitness") -> tuple[list[int], list[float]]:
@@ -21,10 +20,7 @@ def best_so_far(rows: list[dict], key: str = "fitness") -> tuple[list[int], list
 
 def plot_search(rows: list[dict], path: Path, title: str) -> Path:
     """Each candidate's fitness and the best so far against the number evaluated."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     told = sorted((r for r in rows if r["told"] is not None), key=lambda r: r["told"])
     xs, ys = best_so_far(rows)
@@ -35,9 +31,4 @@ def plot_search(rows: list[dict], path: Path, title: str) -> Path:
     ax.set_ylabel("fitness")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
-    return Path(path)
+    return write_png(fig, path)

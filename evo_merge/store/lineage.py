@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from evo_merge.store.search_log import SearchLog
 
 SCHEMA = """
@@ -52,6 +54,10 @@ CREATE TABLE IF NOT EXISTS results (
     fitness REAL, test_score REAL, detail TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS example_scores (
+    id INTEGER PRIMARY KEY REFERENCES individuals(id),
+    scores BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS searches (
     id INTEGER PRIMARY KEY,
     generation INTEGER NOT NULL,
@@ -138,12 +144,21 @@ class LineageDB(SearchLog):
         row = self.conn.execute("SELECT COALESCE(MAX(id), -1) + 1 FROM individuals").fetchone()
         return int(row[0])
 
-    def add(self, ind: Individual) -> None:
+    def add(self, ind: Individual, example_scores: np.ndarray | None = None) -> None:
+        """Insert an individual (and its per-example fitness-split scores) in one transaction."""
         ind.created_at = ind.created_at or time.time()
         row = {k: (json.dumps(v) if k in _JSON_FIELDS and v is not None else v) for k, v in vars(ind).items()}
         cols = ", ".join(row)
         with self.transaction() as c:
             c.execute(f"INSERT INTO individuals ({cols}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+            if example_scores is not None:
+                c.execute("INSERT INTO example_scores (id, scores) VALUES (?, ?)",
+                          (ind.id, np.asarray(example_scores, dtype="<f4").tobytes()))
+
+    def example_scores(self) -> dict[int, np.ndarray]:
+        """Per-example fitness-split scores of every individual that has them."""
+        rows = self.conn.execute("SELECT id, scores FROM example_scores")
+        return {r[0]: np.frombuffer(r[1], dtype="<f4").astype(float) for r in rows}
 
     def set_test(self, ind_id: int, score: float, task_scores: dict[str, float]) -> None:
         with self.transaction() as c:
@@ -218,6 +233,7 @@ class LineageDB(SearchLog):
             c.execute("DELETE FROM results")
             c.execute("UPDATE searches SET status = 'running', best_candidate = NULL, result = NULL "
                       "WHERE result > ?", (last_id,))
+            c.execute("DELETE FROM example_scores WHERE id > ?", (last_id,))
             c.execute("DELETE FROM individuals WHERE id > ?", (last_id,))
             c.execute("DELETE FROM meta WHERE key = 'status'")
             if checkpoint is None:

@@ -1,0 +1,195 @@
+"""``evo-merge compare``: every method on the same population and split, several seeds.
+
+For each target task and seed, each method runs once (methods that share a run, like
+GENOME and its ensemble, share it), its report row is scored on the held-out test
+split, and the table gives the mean and standard deviation over seeds. Results go to
+``OUT/compare.csv``, ``OUT/compare.md`` and ``OUT/compare.png``; with a sweep, also
+``OUT/sweep.csv`` and ``OUT/sweep.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from evo_merge.baselines import DEFAULT_METHODS, METHODS, MethodPlan
+from evo_merge.config import CompareConfig, RunConfig, load_run_config
+from evo_merge.errors import EvoMergeError
+from evo_merge.runner import Prepared, RunOutcome, execute, execute_search, make_executor, prepare
+from evo_merge.report.png import png_bytes, pyplot
+from evo_merge.weights_io import atomic_write_bytes, atomic_write_text
+
+
+@dataclass
+class Score:
+    target: str
+    method: str
+    seed: int
+    fitness: float
+    test: float
+    heldout: float | None
+    run_dir: str
+
+
+def _row(outcome: RunOutcome, plan: MethodPlan) -> dict:
+    for row in outcome.rows:
+        if row["name"] == plan.row or (plan.row == "ensemble" and row["name"].endswith("ensemble")):
+            return row
+    raise EvoMergeError(f"report of {outcome.run_dir} has no row {plan.row!r}")
+
+
+class Comparison:
+    """Runs the methods; one prepared population and one executor per target task."""
+
+    def __init__(self, cfg: CompareConfig, progress: Callable[[str], None] = lambda msg: None):
+        self.cfg, self.progress = cfg, progress
+        self.methods = cfg.methods or DEFAULT_METHODS
+        for name in self.methods + ([cfg.sweep.method] if cfg.sweep else []):
+            METHODS.get(name)
+        out = Path(cfg.out)
+        if out.exists() and any(out.iterdir()):
+            raise EvoMergeError(f"compare output directory {out} already exists and is not empty; choose another out")
+
+    def _config(self, target: Path | None, plan: MethodPlan, seed: int, out: Path,
+                task_overrides: dict | None = None) -> RunConfig:
+        overrides = {**plan.overrides, "seed": seed, "out": str(out), "pool.backend": "local",
+                     "pool.mode": "generational"}
+        if target is not None or task_overrides:
+            base = load_run_config(self.cfg.base)
+            spec = target or base.tasks[0].spec
+            overrides["tasks"] = [{"spec": str(spec), "overrides": task_overrides or {}}]
+        return load_run_config(self.cfg.base, overrides)
+
+    def _run(self, cfg: RunConfig, plan: MethodPlan, prepared: Prepared, executor) -> RunOutcome:
+        run = execute_search if plan.kind == "search" else execute
+        return run(cfg, prepared=prepared, executor=executor)
+
+    def scores(self) -> list[Score]:
+        targets = self.cfg.targets or [None]
+        out = Path(self.cfg.out)
+        scores: list[Score] = []
+        for target in targets:
+            tname = target.stem if target else "base"
+            prepared = executor = None
+            try:
+                for seed in self.cfg.seeds:
+                    done: dict[str, RunOutcome] = {}
+                    for method in self.methods:
+                        plan = METHODS.get(method)(self.cfg.budget)
+                        key = json.dumps([plan.kind, plan.overrides], sort_keys=True)
+                        if key not in done:
+                            run_dir = out / tname / _slug(method) / f"seed{seed}"
+                            cfg = self._config(target, plan, seed, run_dir)
+                            if prepared is None:
+                                prepared = prepare(cfg)
+                                executor = make_executor(cfg, prepared.spec)
+                            self.progress(f"{tname}: {method}, seed {seed}")
+                            done[key] = self._run(cfg, plan, prepared, executor)
+                        row = _row(done[key], plan)
+                        scores.append(Score(tname, method, seed, row["fitness"], row["test"], row.get("heldout"),
+                                            str(done[key].run_dir)))
+            finally:
+                if executor is not None:
+                    executor.close()
+        return scores
+
+    def sweep(self) -> list[Score]:
+        """The sweep method with each fitness-set size; the test set is the same for all sizes."""
+        sw = self.cfg.sweep
+        assert sw is not None
+        plan = METHODS.get(sw.method)(self.cfg.budget)
+        target = self.cfg.targets[0] if self.cfg.targets else None
+        tname = target.stem if target else "base"
+        out, scores = Path(self.cfg.out) / "sweep", []
+        for size in sw.fitness_samples:
+            task_overrides = {"fitness_samples": size, "test_split": "last"}
+            prepared = executor = None
+            try:
+                for seed in self.cfg.seeds:
+                    cfg = self._config(target, plan, seed, out / f"fitness{size}" / f"seed{seed}", task_overrides)
+                    if prepared is None:
+                        prepared = prepare(cfg)
+                        executor = make_executor(cfg, prepared.spec)
+                    self.progress(f"sweep {sw.method}: {size} fitness examples, seed {seed}")
+                    row = _row(self._run(cfg, plan, prepared, executor), plan)
+                    scores.append(Score(tname, f"{sw.method} @ {size}", seed, row["fitness"], row["test"],
+                                        row.get("heldout"), str(cfg.out)))
+            finally:
+                if executor is not None:
+                    executor.close()
+        return scores
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def summarise(scores: list[Score]) -> list[dict]:
+    """Mean and standard deviation over seeds per (target, method), in first-seen order."""
+    groups: dict[tuple[str, str], list[Score]] = {}
+    for s in scores:
+        groups.setdefault((s.target, s.method), []).append(s)
+    rows = []
+    for (target, method), group in groups.items():
+        test = np.array([s.test for s in group])
+        fit = np.array([s.fitness for s in group])
+        held = [s.heldout for s in group if s.heldout is not None]
+        rows.append({"target": target, "method": method, "seeds": len(group),
+                     "test_mean": float(test.mean()), "test_std": float(test.std(ddof=1)) if len(group) > 1 else 0.0,
+                     "fitness_mean": float(fit.mean()),
+                     "heldout_mean": float(np.mean(held)) if held else None})
+    return rows
+
+
+def write_outputs(summary: list[dict], scores: list[Score], out: Path, stem: str, title: str) -> dict[str, Path]:
+    """CSV of every run, a Markdown table of means and a bar chart."""
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(Score.__dataclass_fields__))
+    writer.writeheader()
+    writer.writerows([vars(s) for s in scores])
+    paths = {"csv": out / f"{stem}.csv", "md": out / f"{stem}.md", "png": out / f"{stem}.png"}
+    atomic_write_text(paths["csv"], buf.getvalue())
+    atomic_write_text(paths["md"], markdown(summary))
+    atomic_write_bytes(paths["png"], chart(summary, title))
+    return paths
+
+
+def markdown(summary: list[dict]) -> str:
+    targets = list(dict.fromkeys(r["target"] for r in summary))
+    methods = list(dict.fromkeys(r["method"] for r in summary))
+    cell = {(r["target"], r["method"]): r for r in summary}
+    lines = ["| method | " + " | ".join(targets) + " | mean |", "|---" * (len(targets) + 2) + "|"]
+    for m in methods:
+        vals = [cell[(t, m)] for t in targets if (t, m) in cell]
+        cells = [f"{cell[(t, m)]['test_mean']:.3f} ± {cell[(t, m)]['test_std']:.3f}" if (t, m) in cell else ""
+                 for t in targets]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {np.mean([v['test_mean'] for v in vals]):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(summary: list[dict], title: str) -> bytes:
+    plt = pyplot()
+    targets = list(dict.fromkeys(r["target"] for r in summary))
+    methods = list(dict.fromkeys(r["method"] for r in summary))
+    cell = {(r["target"], r["method"]): r for r in summary}
+    width = 0.8 / max(1, len(targets))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.8 * len(methods) + 2), 3.8), dpi=120)
+    x = np.arange(len(methods))
+    for k, t in enumerate(targets):
+        means = [cell[(t, m)]["test_mean"] if (t, m) in cell else np.nan for m in methods]
+        stds = [cell[(t, m)]["test_std"] if (t, m) in cell else 0.0 for m in methods]
+        ax.bar(x + (k - (len(targets) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=t)
+    ax.set_xticks(x, methods, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("held-out test score")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title, fontsize=9)
+    if len(targets) > 1:
+        ax.legend(fontsize=7, ncol=min(4, len(targets)))
+    return png_bytes(fig)
