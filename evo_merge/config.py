@@ -163,6 +163,8 @@ class EvalConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     device: str = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    multi_lora: int = Field(0, ge=0, description="LoRA populations, in-process pool: score up to this many "
+                            "individuals in one batched forward (0 or 1: one at a time)")
 
 
 class PoolConfig(_Strict):

@@ -93,7 +93,7 @@ def prepare(cfg: RunConfig) -> Prepared:
 def make_executor(cfg: RunConfig, spec: WorkerSpec) -> Executor:
     """The in-process worker, or a Ray pool (which loads one model per worker)."""
     if cfg.pool.backend == "local":
-        return LocalExecutor(make_worker(spec, name="local"))
+        return LocalExecutor(make_worker(spec, name="local"), multi_lora=cfg.eval.multi_lora)
     from evo_merge.pool.ray_pool import RayExecutor
     return RayExecutor(spec, cfg.pool)
 

@@ -77,6 +77,27 @@ class LocalEvaluator:
         ev.seconds = time.perf_counter() - start
         return ev
 
+    def evaluate_many(self, genomes: Sequence[Genome], split: str = "fitness", slots: int = 8,
+                      max_rows: int = 512) -> list[Evaluation]:
+        """Score several LoRA genomes, batching continuation-scored tasks over ``slots`` adapters
+        in one forward (see ``multi_lora.py``); other tasks and populations: one pass each."""
+        from evo_merge.fitness.multi_lora import MultiLoraSlots, batchable, predict_many
+
+        metrics = self.metrics[split]
+        if self.host.layout.kind != "lora" or len(genomes) < 2 or not all(map(batchable, metrics.values())):
+            return [self.evaluate(g, split) for g in genomes]
+        start = time.perf_counter()
+        if getattr(self, "_slots", None) is None or len(self._slots.names) < slots:
+            self._slots = MultiLoraSlots(self.host, slots)
+        preds = {name: predict_many(self._slots, m, genomes, max_rows) for name, m in metrics.items()}
+        seconds = (time.perf_counter() - start) / len(genomes)
+        out = []
+        for i in range(len(genomes)):
+            ev = self._from_predictions({name: p[i] for name, p in preds.items()}, split)
+            ev.seconds = seconds
+            out.append(ev)
+        return out
+
     def _loss(self, split: str) -> float:
         """Weighted mean over tasks of the per-token loss of each example's reference answer."""
         if split not in self._loss_metrics:

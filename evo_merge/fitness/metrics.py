@@ -135,7 +135,9 @@ class MultipleChoice:
         self.scorer = ContinuationScorer(pairs, tokenizer.pad_token_id, device, batch_size)
 
     def predict(self, model):
-        total, _ = self.scorer.logprobs(model)
+        return self.from_logprobs(*self.scorer.logprobs(model))
+
+    def from_logprobs(self, total, count):
         return [total[a:b] for a, b in self.spans]
 
     def score(self, predictions):
@@ -157,7 +159,9 @@ class NegativeLoss:
         self.scorer = ContinuationScorer(pairs, tokenizer.pad_token_id, device, batch_size)
 
     def predict(self, model):
-        total, count = self.scorer.logprobs(model)
+        return self.from_logprobs(*self.scorer.logprobs(model))
+
+    def from_logprobs(self, total, count):
         return list(total / count)
 
     def score(self, predictions):

@@ -14,8 +14,8 @@ from evo_merge.pool.worker import Worker
 class LocalExecutor:
     capacity = 1
 
-    def __init__(self, worker: Worker):
-        self.worker = worker
+    def __init__(self, worker: Worker, multi_lora: int = 0):
+        self.worker, self.multi_lora = worker, multi_lora
         self._queue: deque[tuple[int, Job]] = deque()
         self._next_ticket = 0
 
@@ -30,6 +30,14 @@ class LocalExecutor:
         return ticket, self.worker.run(job)
 
     def run(self, jobs: Sequence[Job], on_done: Callable[[JobResult], None] | None = None) -> list[JobResult]:
+        if self.multi_lora > 1:
+            results = []
+            for start in range(0, len(jobs), self.multi_lora):
+                for res in self.worker.run_many(jobs[start:start + self.multi_lora], self.multi_lora):
+                    results.append(res)
+                    if on_done:
+                        on_done(res)
+            return results
         results = []
         for job in jobs:
             results.append(self.worker.run(job))

@@ -82,6 +82,25 @@ class Worker:
         return self.node
 
     def run(self, job: Job) -> JobResult:
+        built = self._build(job)
+        evaluation = self.evaluator.evaluate(built[0], job.split, loss=job.loss)
+        return self._result(built, evaluation)
+
+    def run_many(self, jobs: Sequence[Job], slots: int) -> list[JobResult]:
+        """Build every job's individual, then score them together (batched multi-LoRA where the
+        evaluator can); the same results as ``run`` one by one."""
+        if slots < 2 or len(jobs) < 2 or any(j.loss or j.split != jobs[0].split for j in jobs):
+            return [self.run(j) for j in jobs]
+        built = [self._build(j) for j in jobs]
+        evaluations = self.evaluator.evaluate_many([b[0] for b in built], jobs[0].split, slots=slots)
+        return [self._result(b, ev) for b, ev in zip(built, evaluations)]
+
+    def _result(self, built: tuple, evaluation: Evaluation) -> JobResult:
+        _, digest, velocity_hash, build_seconds = built
+        return JobResult(digest, velocity_hash, evaluation, build_seconds, self.name, self.node)
+
+    def _build(self, job: Job) -> tuple[Genome, str, str | None, float]:
+        """The job's individual (built from its recipe, or read): genome, hash, velocity hash, seconds."""
         start = time.perf_counter()
         velocity_hash = None
         if job.recipe is not None:
@@ -98,9 +117,7 @@ class Worker:
         else:
             digest = job.weights
             genome = self.cache.get(digest)
-        build_seconds = time.perf_counter() - start
-        evaluation = self.evaluator.evaluate(genome, job.split, loss=job.loss)
-        return JobResult(digest, velocity_hash, evaluation, build_seconds, self.name, self.node)
+        return genome, digest, velocity_hash, time.perf_counter() - start
 
     def ensemble(self, weights: Sequence[str], split: str) -> Evaluation:
         evaluations = [self.evaluator.evaluate(self.cache.get(d), split) for d in weights]
