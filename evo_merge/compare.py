@@ -50,6 +50,7 @@ class Comparison:
     def __init__(self, cfg: CompareConfig, progress: Callable[[str], None] = lambda msg: None):
         self.cfg, self.progress = cfg, progress
         self.methods = cfg.methods or DEFAULT_METHODS
+        self.base_task = load_run_config(cfg.base).tasks[0].spec  # also checks the base config early
         for name in self.methods + ([cfg.sweep.method] if cfg.sweep else []):
             METHODS.get(name)
         out = Path(cfg.out)
@@ -61,8 +62,7 @@ class Comparison:
         overrides = {**plan.overrides, "seed": seed, "out": str(out), "pool.backend": "local",
                      "pool.mode": "generational"}
         if target is not None or task_overrides:
-            base = load_run_config(self.cfg.base)
-            spec = target or base.tasks[0].spec
+            spec = target or self.base_task
             overrides["tasks"] = [{"spec": str(spec), "overrides": task_overrides or {}}]
         return load_run_config(self.cfg.base, overrides)
 

@@ -31,6 +31,14 @@ def config(tmp_path: Path, name: str):
     return load_run_config(DEMO, {**OVERRIDES, "out": str(tmp_path / name)})
 
 
+def stopped_run(tmp_path: Path, prepared, at: int):
+    """The config of a run stopped at its ``at``-th progress step."""
+    cfg = config(tmp_path, "cut")
+    with pytest.raises(KeyboardInterrupt):
+        execute(cfg, CrashAt(max(1, at)), prepared)
+    return cfg
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("whole")
@@ -52,18 +60,14 @@ def test_the_harness_run_covers_every_phase(uninterrupted):
 @pytest.mark.parametrize("fraction", [0.02, 0.2, 0.45, 0.5, 0.55, 0.7, 0.9, 0.99])
 def test_resume_after_a_stop_anywhere_equals_the_uninterrupted_run(uninterrupted, tmp_path, fraction):
     run_dir, prepared, steps = uninterrupted
-    cfg = config(tmp_path, "cut")
-    with pytest.raises(KeyboardInterrupt):
-        execute(cfg, CrashAt(max(1, int(fraction * steps))), prepared)
+    cfg = stopped_run(tmp_path, prepared, int(fraction * steps))
     resume_run(cfg.out, prepared=prepared)
     assert signature(cfg.out) == signature(run_dir)
 
 
 def test_resume_twice_in_a_row_and_a_finished_run_is_refused(uninterrupted, tmp_path):
     run_dir, prepared, steps = uninterrupted
-    cfg = config(tmp_path, "cut")
-    with pytest.raises(KeyboardInterrupt):
-        execute(cfg, CrashAt(steps // 4), prepared)
+    cfg = stopped_run(tmp_path, prepared, steps // 4)
     with pytest.raises(KeyboardInterrupt):
         resume_run(cfg.out, CrashAt(steps // 3), prepared)
     resume_run(cfg.out, prepared=prepared)
@@ -74,9 +78,7 @@ def test_resume_twice_in_a_row_and_a_finished_run_is_refused(uninterrupted, tmp_
 
 def test_second_process_on_a_run_directory_is_refused(uninterrupted, tmp_path):
     run_dir, prepared, steps = uninterrupted
-    cfg = config(tmp_path, "cut")
-    with pytest.raises(KeyboardInterrupt):
-        execute(cfg, CrashAt(steps // 2), prepared)
+    cfg = stopped_run(tmp_path, prepared, steps // 2)
     holder = RunStore.open(cfg.out, lock=True)
     try:
         with pytest.raises(EvoMergeError, match="in use by another evo-merge process"):
@@ -88,9 +90,7 @@ def test_second_process_on_a_run_directory_is_refused(uninterrupted, tmp_path):
 
 def test_corrupted_weight_file_is_reported_by_name(uninterrupted, tmp_path):
     run_dir, prepared, steps = uninterrupted
-    cfg = config(tmp_path, "cut")
-    with pytest.raises(KeyboardInterrupt):
-        execute(cfg, CrashAt(steps // 2), prepared)
+    cfg = stopped_run(tmp_path, prepared, steps // 2)
     with RunStore.open(cfg.out) as store:
         pop = store.lineage.meta("checkpoint")["population"]
         victim = store.weights.path(store.lineage.get(pop[0]).weights)
