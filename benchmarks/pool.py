@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from evo_merge.config import load_run_config
-from evo_merge.operators.recipes import Recipe
+from evo_merge.operators.recipe import Recipe
 from evo_merge.pool.factory import make_worker
+from evo_merge.pool.executor import run_all
 from evo_merge.pool.jobs import Job
 from evo_merge.pool.ray_pool import RayExecutor
 from evo_merge.runner import execute, prepare
@@ -86,10 +87,10 @@ def throughput(cfg_path: Path, n: int, repeats: int) -> None:
             ex = RayExecutor(prepared.spec, cfg.pool)
             walls, busy = [], []
             try:
-                ex.run(next(batches)[:workers])  # warm-up: every actor loaded and has scored once
+                run_all(ex, next(batches)[:workers])  # warm-up: every actor loaded and has scored once
                 for _ in range(repeats):
                     results = []
-                    walls.append(timed(lambda: results.extend(ex.run(next(batches)))))
+                    walls.append(timed(lambda: results.extend(run_all(ex, next(batches)))))
                     busy.append(np.mean([r.build_seconds + r.evaluation.seconds for r in results]))
             finally:
                 ex.close()
@@ -111,7 +112,7 @@ def idle_time(cfg_path: Path) -> None:
             prepared = prepare(cfg)
             ex = RayExecutor(prepared.spec, cfg.pool)
             try:
-                ex.run([])
+                run_all(ex, [])
                 start = time.perf_counter()
                 execute(cfg, None, prepared, ex)
                 wall = time.perf_counter() - start

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from evo_merge.compare import Comparison, summarise, write_outputs
+from evo_merge.compare import run_comparison
 from evo_merge.config import load_compare_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,19 +23,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_compare_config(ROOT / "configs" / "compare-demo.yaml", {"out": str(Path(tmp) / "runs")})
         start = time.perf_counter()
-        comparison = Comparison(cfg, progress=lambda msg: print(f"[{time.perf_counter() - start:6.0f}s] {msg}",
-                                                                flush=True))
-        scores = comparison.scores()
-        sweep = comparison.sweep() if cfg.sweep else []
         dest = ROOT / "benchmarks" / "quality"
         shutil.rmtree(dest, ignore_errors=True)
-        write_outputs(summarise(scores), scores, dest, "compare",
-                      f"demo target tasks: held-out test score, mean ± std over seeds {cfg.seeds}")
-        if sweep:
-            write_outputs(summarise(sweep), sweep, dest, "sweep",
-                          f"{cfg.sweep.method} on {sweep[0].target}: fitness-set size vs test score")
+        result = run_comparison(cfg, dest, progress=lambda msg: print(f"[{time.perf_counter() - start:6.0f}s] {msg}",
+                                                                      flush=True),
+                                title=f"demo target tasks: held-out test score, mean ± std over seeds {cfg.seeds}")
         print((dest / "compare.md").read_text())
-        if sweep:
+        if result.sweep:
             print((dest / "sweep.md").read_text())
         print(f"total {time.perf_counter() - start:.0f}s")
 

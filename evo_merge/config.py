@@ -6,10 +6,12 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from evo_merge.errors import EvoMergeError
+from evo_merge.operators.crossover import CrossoverConfig, MergeChoice
+from evo_merge.operators.mutation import MutationConfig
+from evo_merge.operators.succession import SuccessionConfig
+from evo_merge.yamlfile import load_model, read_yaml, validation_message
 
 
 class _Strict(BaseModel):
@@ -25,60 +27,10 @@ class TaskRef(_Strict):
                                       "e.g. {fitness_samples: 50, test_split: last}")
 
 
-class MergeChoice(_Strict):
-    """One merge method the crossover may pick, with its relative probability and parameters."""
-
-    method: str
-    weight: float = Field(1.0, gt=0)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-class CrossoverConfig(_Strict):
-    rate: float = Field(0.8, ge=0, le=1)
-    slots: int | None = Field(None, ge=0, description="crossover attempts per generation; default N/2")
-    num_parents: int = Field(2, ge=2)
-    parent_selection: str = "roulette"
-    tournament_size: int = Field(3, ge=1)
-    coefficients: Literal["fitness", "random", "given"] = "fitness"
-    given: list[float] | None = None
-    methods: list[MergeChoice] = Field(default_factory=lambda: [MergeChoice(method="ties", params={"density": 0.7}),
-                                                                MergeChoice(method="linear")])
-    lora_mode: Literal["factors", "product"] = "factors"
-    split_point: float = Field(0.0, ge=0, le=1, description="probability that a crossover is M2N2's split-point "
-                               "crossover (two parents) instead of a merge method")
-
-    @model_validator(mode="after")
-    def _given_matches(self) -> "CrossoverConfig":
-        if self.coefficients == "given":
-            if not self.given or len(self.given) != self.num_parents:
-                raise ValueError(f"coefficients 'given' needs a list of {self.num_parents} numbers in 'given'")
-        if not self.methods:
-            raise ValueError("methods must name at least one merge method")
-        return self
-
-
-class MutationConfig(_Strict):
-    rate: float = Field(0.15, ge=0, le=1, description="probability that an individual spawns a mutant")
-    weight_rate: float = Field(0.01, gt=0, le=1, description="probability that a weight is perturbed")
-    sigma: float = Field(0.01, ge=0)
-    sigma_mode: Literal["absolute", "relative"] = "absolute"
-
-
 class SelectionConfig(_Strict):
     method: str = "tournament"
     elite_fraction: float = Field(0.1, ge=0, le=1)
     tournament_size: int = Field(3, ge=1)
-
-
-class SuccessionConfig(_Strict):
-    enabled: bool = False
-    rate: float = Field(1.0, ge=0, le=1, description="probability that an individual takes a swarm step")
-    phi_inertia: float = 0.2
-    phi_cognitive: float = 0.2
-    phi_social: float = 0.2
-    phi_repel: float = 0.1
-    step: float = Field(0.5, gt=0)
-    step_decay: float = Field(0.95, gt=0, le=1)
 
 
 class EnsembleConfig(_Strict):
@@ -227,49 +179,6 @@ class CompareConfig(_Strict):
     methods: list[str] | None = Field(None, description="names from evo_merge.baselines; default all")
     budget: int = Field(80, ge=1, description="candidates per coefficient search")
     sweep: SweepConfig | None = None
-
-
-def read_yaml(path: Path, what: str) -> dict[str, Any]:
-    """Parse a YAML mapping, turning every failure into a one-line EvoMergeError."""
-    path = Path(path)
-    if not path.is_file():
-        raise EvoMergeError(f"{what} file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise EvoMergeError(f"{path}: malformed YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise EvoMergeError(f"{path}: not a text file") from None
-    if not isinstance(data, dict):
-        raise EvoMergeError(f"{path}: expected a YAML mapping at the top level, got {type(data).__name__}")
-    return data
-
-
-def validation_message(path: Path, exc: ValidationError) -> str:
-    """The first pydantic error as 'file: field.path: message'."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = err["msg"].removeprefix("Value error, ")
-    extra = f" ({exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{path}: {loc}: {msg}{extra}"
-
-
-def load_model(model: type[BaseModel], path: Path, what: str, overrides: dict[str, Any] | None = None) -> Any:
-    """Read YAML at ``path`` into ``model``, applying dotted-key ``overrides`` first."""
-    data = read_yaml(path, what)
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise EvoMergeError(validation_message(path, exc)) from None
 
 
 def load_run_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -24,17 +24,13 @@ import yaml
 
 from evo_merge.errors import EvoMergeError
 from evo_merge.genome import Genome
+from evo_merge.operators.base import operator
 from evo_merge.population import Population, load_population
 from evo_merge.store import Individual, RunStore
 
 INDIVIDUAL_FILE = "evo_merge_individual.json"
 MERGEKIT_FILE = "mergekit_config.yml"
 
-# evo-merge methods that mergekit has under the same name (with mergekit's parameter names)
-MERGEKIT_METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs",
-                    "breadcrumbs_ties", "slerp", "model_stock")
-_MERGE_OPERATORS = ("crossover", "merge", "composition")
-_SPARSIFYING = ("ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -134,72 +130,24 @@ def mergekit_config(ind: Individual, parents: list[Individual], population: Popu
                     spec_path: Path | None = None) -> tuple[str | None, str | None]:
     """The mergekit YAML that redoes the merge that made ``ind``, and a note; or (None, why not).
 
-    Expressible: one crossover/merge/composition (one coefficient per parent) of members of a
-    full-weight population, with a method mergekit has."""
+    The individual's operator says whether and how it exports (``Operator.mergekit``); only
+    full-weight populations export, since mergekit merges full models."""
     if population.spec.kind == "lora":
         return None, "no mergekit config: LoRA population (mergekit merges full models)"
-    if ind.operator == "member":
-        where = population.member_dirs.get(ind.name or "")
-        return None, (f"no mergekit config: individual {ind.id} is member {ind.name!r} itself"
-                      + (f" ({where})" if where else ""))
-    if ind.operator not in _MERGE_OPERATORS:
-        return None, f"no mergekit config: history includes {ind.operator}"
-    params = dict(ind.params or {})
-    groups = params.pop("groups", None)
-    params.pop("group_labels", None)
-    params.pop("lora_mode", None)
-    if groups not in (None, {"granularity": "parent"}):
-        return None, (f"no mergekit config: per-{groups.get('granularity')} coefficients "
-                      "(mergekit takes one weight per model)")
-    if len(parents) != len(ind.parents) or any(p.operator != "member" for p in parents):
-        ops = sorted({p.operator for p in parents if p.operator != "member"})
-        return None, f"no mergekit config: parents are not members (history includes {', '.join(ops)})"
-    if ind.method not in MERGEKIT_METHODS:
-        return None, f"no mergekit config: merge method {ind.method!r} has no mergekit counterpart"
-    coeffs = list(ind.coefficients or [1.0] * len(parents))
-    if len(coeffs) != len(parents):
-        return None, f"no mergekit config: {len(coeffs)} coefficients for {len(parents)} parents"
-    paths = []
-    for p in parents:
-        if p.name not in population.member_dirs:
-            return None, f"no mergekit config: member {p.name!r} is no longer in the population spec"
-        paths.append(_model_ref(population, p.name, spec_path))
-    base = _model_ref(population, None, spec_path)
 
-    from evo_merge.merge import get_merge_method
-    resolved = get_merge_method(ind.method).resolve_params(params)
-    method, note = ind.method, None
-    cfg: dict[str, Any] = {"merge_method": method}
-    if method == "slerp":
-        cfg.update(base_model=paths[0], models=[{"model": paths[0]}, {"model": paths[1]}],
-                   parameters={"t": float(resolved["t"])})
-        note = ("mergekit_config.yml is approximate: evo-merge interpolated the parents' task vectors "
-                "(model minus base), mergekit's slerp interpolates the models' weights")
-    elif method == "model_stock":
-        cfg.update(base_model=base, models=[{"model": p} for p in paths])
-    elif method == "linear" and resolved["normalize"]:
-        cfg.update(models=[{"model": p, "parameters": {"weight": w}} for p, w in zip(paths, coeffs)],
-                   parameters={"normalize": True})
-    else:
-        if method == "linear":  # unnormalized: base + sum w_i (m_i - base), which is task arithmetic
-            method = cfg["merge_method"] = "task_arithmetic"
-        per_model = {k: float(resolved[k]) for k in ("density", "gamma") if k in resolved}
-        cfg.update(base_model=base,
-                   models=[{"model": p, "parameters": {"weight": w, **per_model}} for p, w in zip(paths, coeffs)])
-        glob: dict[str, Any] = {"normalize": bool(resolved.get("normalize", False))}
-        if float(resolved.get("lambda_", 1.0)) != 1.0:
-            glob["lambda"] = float(resolved["lambda_"])
-        if method in _SPARSIFYING:
-            glob["rescale"] = method.startswith("dare")
-        cfg["parameters"] = glob
-        if method.startswith("dare"):
-            note = ("mergekit_config.yml is approximate: DARE drops values at random and mergekit draws "
-                    "its own mask, so it gives another sample of the same recipe")
-    cfg["dtype"] = dtype
+    def refs(member: str | None) -> str:
+        if member is not None and member not in population.member_dirs:
+            raise LookupError(member)
+        return _model_ref(population, member, spec_path)
+
+    form = operator(ind.operator).mergekit(ind, parents, refs, dtype)
+    if form.config is None:
+        return None, form.note
+    cfg = {**form.config, "dtype": dtype}
     head = (f"# mergekit config of evo-merge individual {ind.id} ({ind.operator}, {ind.method}) "
             f"written by `evo-merge export`\n")
-    head += f"# {note}\n" if note else "# redoes the merge that made the exported weights\n"
-    return head + yaml.safe_dump(cfg, sort_keys=False), note
+    head += f"# {form.note}\n" if form.note else "# redoes the merge that made the exported weights\n"
+    return head + yaml.safe_dump(cfg, sort_keys=False), form.note
 
 
 # -- writers ------------------------------------------------------------------------------------

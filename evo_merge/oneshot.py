@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evo_merge.config import load_model
+from evo_merge.yamlfile import load_model
 from evo_merge.errors import EvoMergeError
 from evo_merge.genome import Genome
 from evo_merge.merge import get_merge_method, merge_genomes

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from evo_merge.config import load_model
+from evo_merge.yamlfile import load_model
 from evo_merge.errors import EvoMergeError
 from evo_merge.genome import Genome
 from evo_merge.weights_io import load_safetensors_dir

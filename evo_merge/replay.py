@@ -16,7 +16,8 @@ import torch
 
 from evo_merge.errors import EvoMergeError
 from evo_merge.genome import Genome
-from evo_merge.operators.recipes import Built, Recipe, build
+from evo_merge.operators.base import build
+from evo_merge.operators.recipe import Built
 from evo_merge.store import Individual, RunStore
 
 
@@ -42,8 +43,6 @@ class Rebuilder:
             raise EvoMergeError(f"no individual {ind_id} in {self.store.root}")
         return self.rows[ind_id]
 
-    def recipe(self, ind: Individual) -> Recipe:
-        return Recipe(ind.operator, list(ind.parents), ind.method, ind.coefficients, dict(ind.params or {}), ind.seed)
 
     def genome(self, ind_id: int) -> Genome:
         """The individual's weights: its stored file, or rebuilt when the file was collected."""
@@ -69,7 +68,7 @@ class Rebuilder:
             ind = self.row(ind_id)
             if ind.operator == "member":
                 raise EvoMergeError(f"individual {ind_id} is a member: it has no recipe to replay")
-            self._built[ind_id] = build(self.recipe(ind), self.genome, self.velocity)
+            self._built[ind_id] = build(ind, self.genome, self.velocity)
             self.rebuilt += 1
         return self._built[ind_id]
 

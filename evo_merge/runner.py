@@ -13,8 +13,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from evo_merge.config import RunConfig, SearchConfig, validation_message
+from evo_merge.config import RunConfig, SearchConfig
+from evo_merge.yamlfile import validation_message
 from evo_merge.engine import Engine, EngineHooks
+from evo_merge.engine.report import report, search_report
+from evo_merge.engine.run import evolve
+from evo_merge.engine.search_step import run_search
 from evo_merge.errors import EvoMergeError
 from evo_merge.fitness.metrics import make_metric
 from evo_merge.fitness.tasks import Task, load_task
@@ -24,7 +28,7 @@ from evo_merge.model_host import load_tokenizer
 from evo_merge.operators.parents import PARENT_SELECTORS
 from evo_merge.operators.selection import SELECTORS
 from evo_merge.pool.factory import WorkerSpec, make_worker
-from evo_merge.pool.jobs import Executor
+from evo_merge.pool.executor import Executor
 from evo_merge.pool.local import LocalExecutor
 from evo_merge.population import Population, load_population
 from evo_merge.store import RunStore
@@ -92,10 +96,11 @@ def prepare(cfg: RunConfig) -> Prepared:
 
 def make_executor(cfg: RunConfig, spec: WorkerSpec) -> Executor:
     """The in-process worker, or a Ray pool (which loads one model per worker)."""
+    batch = max(1, cfg.eval.multi_lora)
     if cfg.pool.backend == "local":
-        return LocalExecutor(make_worker(spec, name="local"), multi_lora=cfg.eval.multi_lora)
+        return LocalExecutor(make_worker(spec, name="local"), batch=batch)
     from evo_merge.pool.ray_pool import RayExecutor
-    return RayExecutor(spec, cfg.pool)
+    return RayExecutor(spec, cfg.pool, batch=batch)
 
 
 @dataclass
@@ -109,8 +114,8 @@ def execute(cfg: RunConfig, hooks: EngineHooks | None = None, prepared: Prepared
             executor: Executor | None = None, resume: bool = False) -> RunOutcome:
     """Run evolution end to end (or continue a stopped run) and score the report on the test split."""
     def body(engine: Engine) -> RunOutcome:
-        population = engine.run(resume=resume)
-        return RunOutcome(engine.store.root, population, engine.report(population))
+        population = evolve(engine, cfg.pool.mode, resume, cfg.pool.async_offspring)
+        return RunOutcome(engine.store.root, population, report(engine, population))
 
     return _drive(cfg, "evolution", body, hooks, prepared, executor, resume)
 
@@ -122,8 +127,8 @@ def execute_search(cfg: RunConfig, hooks: EngineHooks | None = None, prepared: P
     check_search(cfg.search, prepared.spec.layout)
 
     def body(engine: Engine) -> RunOutcome:
-        result = engine.run_search(cfg.search, resume=resume)
-        return RunOutcome(engine.store.root, [result], engine.search_report(result))
+        result = run_search(engine, cfg.search, resume=resume)
+        return RunOutcome(engine.store.root, [result], search_report(engine, result))
 
     return _drive(cfg, "search", body, hooks, prepared, executor, resume)
 
@@ -141,8 +146,7 @@ def _drive(cfg: RunConfig, kind: str, body: Callable[[Engine], RunOutcome], hook
         else:
             _attach(store, executor)
         engine = Engine(cfg.evolution, cfg.seed, store, executor, prepared.members, hooks,
-                        mode=cfg.pool.mode, async_offspring=cfg.pool.async_offspring)
-        engine.heldout = bool(prepared.spec.heldout)
+                        heldout=bool(prepared.spec.heldout))
         outcome = body(engine)
         store.lineage.set_meta("status", "finished")
         return outcome
@@ -205,21 +209,17 @@ def resume_run(run_dir: Path, hooks: EngineHooks | None = None, prepared: Prepar
 
 
 def _attach(store: RunStore, executor: Executor) -> None:
-    attach = getattr(executor, "attach_run_dir", None)
-    if attach is not None:
-        store.lineage.set_meta("nodes", sorted(set(attach(store.root))))
+    store.lineage.set_meta("nodes", sorted(set(executor.attach(store.root))))
 
 
 def _create_store(cfg: RunConfig, executor: Executor, kind: str = "evolution") -> RunStore:
     """A new run directory that every worker can see; removed again if a worker cannot."""
     store = RunStore.create(cfg.out, cfg.model_dump(mode="json"), kind)
-    attach = getattr(executor, "attach_run_dir", None)
-    if attach is not None:
-        try:
-            nodes = attach(store.root)
-        except EvoMergeError:
-            store.close()
-            shutil.rmtree(store.root, ignore_errors=True)
-            raise
-        store.lineage.set_meta("nodes", sorted(set(nodes)))
+    try:
+        nodes = executor.attach(store.root)
+    except EvoMergeError:
+        store.close()
+        shutil.rmtree(store.root, ignore_errors=True)
+        raise
+    store.lineage.set_meta("nodes", sorted(set(nodes)))
     return store

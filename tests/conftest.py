@@ -30,7 +30,7 @@ def tiny_task(tmp_path) -> Path:
 @pytest.fixture()
 def cli(capsys):
     """Run the evo-merge CLI in process; returns (exit code, stdout, stderr)."""
-    from evo_merge.cli import main
+    from evo_merge.cli.app import main
 
     def run(*args: str):
         old = sys.argv

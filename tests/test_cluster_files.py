@@ -58,7 +58,7 @@ def check_image(image: str) -> None:
 def run_command():
     import typer
 
-    from evo_merge.cli import app
+    from evo_merge.cli.app import app
 
     group = typer.main.get_command(app)
     return group.commands["run"]

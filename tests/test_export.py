@@ -9,7 +9,6 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import evo_merge.cli_export  # noqa: F401  (registers `export` on the CLI app)
 import factories
 from evo_merge.config import load_run_config
 from evo_merge.errors import EvoMergeError

@@ -298,7 +298,7 @@ def test_errors() -> None:
 @pytest.mark.parametrize("m", [1, 7, 1_000_000, 2_999_990, 2_999_999])
 def test_large_tensor_selection_is_exact_including_ties(m):
     """Above the exact-kthvalue limit the sampled bracket must still give the exact mask."""
-    from evo_merge.merge.methods import _smallest
+    from evo_merge.merge.sparsify import _smallest
 
     gen = torch.Generator().manual_seed(m)
     mag = torch.randn(3_000_000, generator=gen).abs()

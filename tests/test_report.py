@@ -9,10 +9,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from evo_merge.cli_inspect import lineage, plot
+from evo_merge.cli.readers import lineage, plot
 from evo_merge.errors import EvoMergeError
 from evo_merge.report.fitness_plot import plot_fitness
-from evo_merge.report.lineage_graph import family_tree, layers, to_dot, to_mermaid, to_png, to_text
+from evo_merge.report.tree import family_tree, layers
+from evo_merge.report.tree_png import to_png
+from evo_merge.report.tree_text import to_dot, to_mermaid, to_text
 from evo_merge.store import Individual, LineageDB
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -14,7 +14,8 @@ from evo_merge.fitness.evaluator import Evaluation
 from evo_merge.genome import Genome
 from evo_merge.merge import merge_genomes_grouped
 from evo_merge.merge.groups import tensor_groups
-from evo_merge.operators.recipes import Recipe, build
+from evo_merge.operators.base import build
+from evo_merge.operators.recipe import Recipe
 from evo_merge.pool.jobs import Job, JobResult
 from evo_merge.search import CoefficientSearch, CoefficientSpace
 from evo_merge.search.space import optimizer_class

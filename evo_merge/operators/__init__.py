@@ -1,2 +1,2 @@
-"""Evolutionary operators: parent choice, coefficients, crossover, mutation, selection, succession, ensemble."""
-from evo_merge.operators import niches  # noqa: E402,F401 - registers the M2N2 selection and parent rules
+"""Evolutionary operators (one module each: crossover, composition, split point, mutation,
+succession) and the rules they use (parent choice, coefficients, selection, niches)."""

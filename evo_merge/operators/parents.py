@@ -10,14 +10,14 @@ from typing import Callable
 import numpy as np
 
 from evo_merge.errors import EvoMergeError
-from evo_merge.operators import selection
+from evo_merge.operators.selection import rank, roulette, tournament
 from evo_merge.registry import Registry
 
 ParentSelector = Callable[..., list[int]]
-PARENT_SELECTORS: Registry[ParentSelector] = Registry("parent selection")
-PARENT_SELECTORS.register("roulette")(selection.roulette)
-PARENT_SELECTORS.register("tournament")(selection.tournament)
-PARENT_SELECTORS.register("rank")(selection.rank)
+PARENT_SELECTORS: Registry[ParentSelector] = Registry("parent selection", builtins="evo_merge.operators.niches")
+PARENT_SELECTORS.register("roulette")(roulette)
+PARENT_SELECTORS.register("tournament")(tournament)
+PARENT_SELECTORS.register("rank")(rank)
 
 
 def choose_parents(name: str, fitness: np.ndarray, k: int, rng: np.random.Generator, **kw) -> list[int]:

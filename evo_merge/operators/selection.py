@@ -11,7 +11,7 @@ from evo_merge.operators.weighting import positive_weights
 from evo_merge.registry import Registry
 
 Selector = Callable[..., list[int]]
-SELECTORS: Registry[Selector] = Registry("selection method")
+SELECTORS: Registry[Selector] = Registry("selection method", builtins="evo_merge.operators.niches")
 
 
 def elite_count(fraction: float, n: int) -> int:

@@ -2,10 +2,10 @@
 
 - Jobs carry weight hashes only; workers read parents from, and write children to, the
   run directory (shared storage on a multi-node cluster). Only scores come back.
-- Results are returned in job order whatever worker ran them, so a generational run is
-  identical with 1, 2 or 4 workers.
-- Each worker holds ``prefetch`` jobs (default 2): while it computes one, the next is
-  already queued on it, so no worker waits on a driver round trip between jobs.
+- Which slot runs what, batching and re-runs are the ``SlotScheduler``'s policy
+  (``scheduler.py``); this module is transport only: actors, ``ray.wait`` and errors.
+- ``run_all`` returns results in job order whatever worker ran them, so a generational
+  run is identical with 1, 2 or 4 workers.
 - A worker that dies (ray.kill, its process killed, out of memory) is replaced and its
   jobs re-run; a slot that fails more than ``max_worker_failures`` times stops the run.
 """
@@ -18,13 +18,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from evo_merge.config import PoolConfig
 from evo_merge.errors import EvoMergeError
-from evo_merge.fitness.evaluator import Evaluation
 from evo_merge.pool.factory import WorkerSpec, make_worker
 from evo_merge.pool.jobs import Job, JobResult
+from evo_merge.pool.scheduler import Dispatch, SlotScheduler
 from evo_merge.pool.worker import RUN_TOKEN_FILE
 from evo_merge.weights_io import atomic_write_text
 
@@ -44,8 +44,8 @@ class WorkerActor:
     def run(self, job: Job) -> JobResult:
         return self.worker.run(job)
 
-    def ensemble(self, weights: Sequence[str], split: str) -> Evaluation:
-        return self.worker.ensemble(weights, split)
+    def run_many(self, jobs: Sequence[Job], slots: int) -> list[JobResult]:
+        return self.worker.run_many(jobs, slots)
 
     def check_run_dir(self, token: str, run_dir: Path | None = None) -> str:
         return self.worker.check_run_dir(token, run_dir)
@@ -66,11 +66,11 @@ class PoolStats:
         self.windows.append({"start": time.perf_counter(), "wall": 0.0, "busy": 0.0, "jobs": 0,
                              "workers": workers})
 
-    def job_done(self, busy: float, idle_now: bool) -> None:
-        """``busy``: seconds the worker itself spent on the job (build + evaluation)."""
+    def job_done(self, busy: float, idle_now: bool, jobs: int = 1) -> None:
+        """``busy``: seconds the worker itself spent on the jobs (build + evaluation)."""
         w = self.windows[-1]
         w["busy"] += busy
-        w["jobs"] += 1
+        w["jobs"] += jobs
         if idle_now:
             w["wall"] = time.perf_counter() - w["start"]
 
@@ -80,9 +80,9 @@ class PoolStats:
 
 
 class RayExecutor:
-    """Runs jobs on Ray actors; also offers submit/next_done for steady-state scheduling."""
+    """Runs jobs on Ray actors, one per slot, as the ``SlotScheduler`` dispatches them."""
 
-    def __init__(self, spec: WorkerSpec, cfg: PoolConfig):
+    def __init__(self, spec: WorkerSpec, cfg: PoolConfig, batch: int = 1):
         import ray
 
         self.ray = ray
@@ -101,21 +101,17 @@ class RayExecutor:
                                     f"{str(exc).splitlines()[0][:200]}") from None
             self.started_ray = True
         self.pg = self._placement_group()
-        self.failures = [0] * cfg.workers
-        self.incarnation = [0] * cfg.workers
+        self.scheduler = SlotScheduler(cfg.workers, cfg.prefetch, batch, cfg.max_worker_failures)
         self.actors = [self._new_actor(i) for i in range(cfg.workers)]
         self.stats = PoolStats()
-        self._inflight: dict[Any, tuple[int, int, int, Job]] = {}
-        # one credit per job a worker may hold; interleaved so jobs spread over workers first
-        self._free: deque[int] = deque(slot for _ in range(cfg.prefetch) for slot in range(cfg.workers))
-        self._queue: deque[tuple[int, Job]] = deque()
-        self._next_ticket = 0
+        self._inflight: dict[Any, Dispatch] = {}
+        self._ready: deque[tuple[int, JobResult]] = deque()
 
     # -- setup ---------------------------------------------------------------------------------
     @property
     def capacity(self) -> int:
-        """Jobs that can be in flight at once (workers x prefetch)."""
-        return len(self.actors) * self.cfg.prefetch
+        """Jobs that can be in flight at once (workers x prefetch x batch)."""
+        return self.scheduler.capacity
 
     def _bundle(self) -> dict[str, float]:
         bundle = {"CPU": self.cfg.cpus_per_worker, **self.cfg.resources_per_worker}
@@ -143,7 +139,7 @@ class RayExecutor:
         cls = self.ray.remote(WorkerActor)
         return cls.options(**options).remote(self.spec, slot, int(self.cfg.cpus_per_worker))
 
-    def attach_run_dir(self, run_dir: Path) -> list[str]:
+    def attach(self, run_dir: Path) -> list[str]:
         """Write a token into the run directory; every worker must read it back (shared storage)."""
         token = secrets.token_hex(16)
         atomic_write_text(Path(run_dir) / RUN_TOKEN_FILE, token)
@@ -160,74 +156,55 @@ class RayExecutor:
 
     # -- scheduling ----------------------------------------------------------------------------
     def submit(self, job: Job) -> int:
-        """Queue a job; returns its ticket. Jobs start as soon as a worker is free."""
-        ticket = self._next_ticket
-        self._next_ticket += 1
-        self._queue.append((ticket, job))
+        """Queue a job; returns its ticket. Jobs start as soon as a worker has a free credit."""
+        ticket = self.scheduler.submit(job)
         self._dispatch()
         return ticket
 
     def _dispatch(self) -> None:
-        if self._queue and not self._inflight and self._free:
+        if self.scheduler.queued and not self._inflight:
             self.stats.open(len(self.actors))
-        while self._free and self._queue:
-            slot = self._free.popleft()
-            ticket, job = self._queue.popleft()
-            ref = self.actors[slot].run.remote(job)
-            self._inflight[ref] = (slot, self.incarnation[slot], ticket, job)
+        for d in self.scheduler.dispatches():
+            actor = self.actors[d.slot]
+            jobs = d.jobs
+            ref = actor.run_many.remote(jobs, self.scheduler.batch) if len(jobs) > 1 else actor.run.remote(jobs[0])
+            self._inflight[ref] = d
 
     def next_done(self) -> tuple[int, JobResult]:
         """Block until some job finishes; returns (ticket, result). Dead workers are replaced."""
-        while True:
+        while not self._ready:
             if not self._inflight:
                 raise RuntimeError("next_done with nothing submitted")
             done, _ = self.ray.wait(list(self._inflight), num_returns=1)
-            ref = done[0]
-            slot, incarnation, ticket, job = self._inflight.pop(ref)
+            d = self._inflight.pop(done[0])
             try:
-                result = self.ray.get(ref)
+                result = self.ray.get(done[0])
             except self.ray.exceptions.RayTaskError as exc:
                 raise _unwrap(exc) from None
             except (self.ray.exceptions.RayActorError, self.ray.exceptions.WorkerCrashedError,
                     self.ray.exceptions.ObjectLostError) as exc:
-                if incarnation == self.incarnation[slot]:  # the first news of this death
-                    self._replace(slot, exc)
-                self._queue.appendleft((ticket, job))
-                self._free.append(slot)
+                if self.scheduler.failed(d):  # the first news of this death
+                    self._replace(d.slot, exc)
                 self._dispatch()
                 continue
-            self._free.append(slot)
+            results = result if isinstance(result, list) else [result]
+            self.scheduler.finished(d)
             self._dispatch()
-            self.stats.job_done(result.build_seconds + result.evaluation.seconds, idle_now=not self._inflight)
-            return ticket, result
+            busy = sum(r.build_seconds + r.evaluation.seconds for r in results)
+            self.stats.job_done(busy, idle_now=not self._inflight, jobs=len(results))
+            self._ready.extend(zip((t for t, _ in d.items), results))
+        return self._ready.popleft()
 
     def _replace(self, slot: int, exc: BaseException) -> None:
-        self.failures[slot] += 1
         self.stats.replaced += 1
-        if self.failures[slot] > self.cfg.max_worker_failures:
-            raise EvoMergeError(f"Ray worker {slot} failed {self.failures[slot]} times "
+        if self.scheduler.exhausted(slot):
+            raise EvoMergeError(f"Ray worker {slot} failed {self.scheduler.failures[slot]} times "
                                 f"(last: {_first_line(exc)}); giving up")
         try:
             self.ray.kill(self.actors[slot])
         except Exception:  # noqa: BLE001 - already gone
             pass
-        self.incarnation[slot] += 1
         self.actors[slot] = self._new_actor(slot)
-
-    def run(self, jobs: Sequence[Job], on_done: Callable[[JobResult], None] | None = None) -> list[JobResult]:
-        """All jobs, spread over the workers; results in job order."""
-        tickets = [self.submit(job) for job in jobs]
-        index = {t: i for i, t in enumerate(tickets)}
-        results: list[JobResult | None] = [None] * len(jobs)
-        for _ in jobs:
-            ticket, result = self.next_done()
-            results[index[ticket]] = result
-            if on_done:
-                on_done(result)
-        return results  # type: ignore[return-value]
-
-    def ensemble(self, weights: Sequence[str], split: str) -> Evaluation:
-        return self._get_all([self.actors[0].ensemble.remote(list(weights), split)])[0]
 
     def close(self) -> None:
         from ray.util.placement_group import remove_placement_group

@@ -16,7 +16,7 @@ from typing import Sequence
 from evo_merge.errors import EvoMergeError
 from evo_merge.fitness.evaluator import Evaluation, LocalEvaluator
 from evo_merge.genome import Genome
-from evo_merge.operators.recipes import build
+from evo_merge.operators.base import build
 from evo_merge.pool.jobs import Job, JobResult
 from evo_merge.store.weights import WeightStore
 
@@ -82,22 +82,36 @@ class Worker:
         return self.node
 
     def run(self, job: Job) -> JobResult:
+        if job.ensemble is not None:
+            return self._ensemble(job)
         built = self._build(job)
         evaluation = self.evaluator.evaluate(built[0], job.split, loss=job.loss)
-        return self._result(built, evaluation)
+        return self._result(built, evaluation, job)
 
     def run_many(self, jobs: Sequence[Job], slots: int) -> list[JobResult]:
         """Build every job's individual, then score them together (batched multi-LoRA where the
         evaluator can); the same results as ``run`` one by one."""
-        if slots < 2 or len(jobs) < 2 or any(j.loss or j.split != jobs[0].split for j in jobs):
+        if slots < 2 or len(jobs) < 2 or any(not jobs[0].batches_with(j) for j in jobs):
             return [self.run(j) for j in jobs]
         built = [self._build(j) for j in jobs]
         evaluations = self.evaluator.evaluate_many([b[0] for b in built], jobs[0].split, slots=slots)
-        return [self._result(b, ev) for b, ev in zip(built, evaluations)]
+        return [self._result(b, ev, j) for b, ev, j in zip(built, evaluations, jobs)]
 
-    def _result(self, built: tuple, evaluation: Evaluation) -> JobResult:
+    def _result(self, built: tuple, evaluation: Evaluation, job: Job) -> JobResult:
         _, digest, velocity_hash, build_seconds = built
+        if not job.predictions:
+            evaluation.predictions = {}  # they stay here: only scores travel back
         return JobResult(digest, velocity_hash, evaluation, build_seconds, self.name, self.node)
+
+    def _ensemble(self, job: Job) -> JobResult:
+        """The output ensemble of stored individuals: members' predictions combined per task."""
+        start = time.perf_counter()
+        evaluations = [self.evaluator.evaluate(self.cache.get(d), job.split) for d in job.ensemble or []]
+        evaluation = self.evaluator.ensemble(evaluations, job.split)
+        evaluation.seconds = time.perf_counter() - start
+        if not job.predictions:
+            evaluation.predictions = {}
+        return JobResult("", None, evaluation, 0.0, self.name, self.node)
 
     def _build(self, job: Job) -> tuple[Genome, str, str | None, float]:
         """The job's individual (built from its recipe, or read): genome, hash, velocity hash, seconds."""
@@ -118,10 +132,6 @@ class Worker:
             digest = job.weights
             genome = self.cache.get(digest)
         return genome, digest, velocity_hash, time.perf_counter() - start
-
-    def ensemble(self, weights: Sequence[str], split: str) -> Evaluation:
-        evaluations = [self.evaluator.evaluate(self.cache.get(d), split) for d in weights]
-        return self.evaluator.ensemble(evaluations, split)
 
     def pid(self) -> int:
         return os.getpid()

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from evo_merge.config import SearchConfig
 from evo_merge.errors import EvoMergeError
-from evo_merge.operators.recipes import Recipe
+from evo_merge.operators.recipe import Recipe
 from evo_merge.pool.jobs import Job, JobResult
 from evo_merge.search.space import Candidate, CoefficientSpace, make_optimizer
 from evo_merge.store.lineage import LineageDB

@@ -6,12 +6,13 @@ import json
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from evo_merge.operators.recipe import Recipe
 from evo_merge.store.search_log import SearchLog
 
 SCHEMA = """
@@ -89,20 +90,15 @@ CREATE TABLE IF NOT EXISTS search_candidates (
 _JSON_FIELDS = ("parents", "coefficients", "params", "task_scores", "test_task_scores")
 
 
-@dataclass
-class Individual:
-    """One row of the lineage: how an individual was made and how it scored."""
+@dataclass(kw_only=True)
+class Individual(Recipe):
+    """One row of the lineage: the recipe that made an individual (``Recipe``'s fields) and
+    what came of it."""
 
     id: int
     generation: int
-    operator: str
     weights: str
-    parents: list[int] = field(default_factory=list)
     name: str | None = None
-    method: str | None = None
-    coefficients: list[float] | None = None
-    params: dict[str, Any] | None = None
-    seed: int | None = None
     velocity: str | None = None
     personal_best: int | None = None
     fitness: float | None = None

@@ -1,8 +1,5 @@
-"""Inspecting a run: ``lineage`` (table, or a family tree as text, Mermaid, DOT or PNG) and ``plot``.
-
-The functions are plain; ``evo_merge.cli`` registers them with ``app.command()(...)``. This module
-imports ``evo_merge.cli`` only inside functions, so ``cli.py`` may import it at any point.
-"""
+"""Commands that read a run: ``status``, ``lineage`` (a table, or a family tree as text,
+Mermaid, DOT or PNG), ``plot`` and ``candidates``."""
 
 from __future__ import annotations
 
@@ -12,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from evo_merge.cli.output import console
 from evo_merge.errors import EvoMergeError
 
 LINEAGE_FORMATS = ("table", "text", "mermaid", "dot", "png")
@@ -24,7 +22,7 @@ def lineage(run_dir: Path = typer.Argument(..., help="run directory"),
                                                                    "text formats print to stdout unless --out")
             ) -> None:
     """Every individual, or the family tree of one: a table, an indented tree, Mermaid, DOT or a PNG."""
-    from evo_merge.report import lineage_graph
+    from evo_merge.report import tree as lineage_tree, tree_png, tree_text
     from evo_merge.store import RunStore
     from evo_merge.weights_io import atomic_write_text
 
@@ -43,14 +41,14 @@ def lineage(run_dir: Path = typer.Argument(..., help="run directory"),
         if fmt == "table":
             _lineage_table(store, ind_id)
             return
-        tree = lineage_graph.family_tree(store.lineage, ind_id)
+        tree = lineage_tree.family_tree(store.lineage, ind_id)
         if fmt == "png":
-            path = lineage_graph.to_png(tree, out or Path(run_dir) / f"lineage-{ind_id}.png",
+            path = tree_png.to_png(tree, out or Path(run_dir) / f"lineage-{ind_id}.png",
                                         title=f"{Path(run_dir).name}: family tree of #{ind_id}")
             typer.echo(f"wrote {path}")
             return
-        text = {"text": lineage_graph.to_text, "mermaid": lineage_graph.to_mermaid,
-                "dot": lineage_graph.to_dot}[fmt](tree)
+        text = {"text": tree_text.to_text, "mermaid": tree_text.to_mermaid,
+                "dot": tree_text.to_dot}[fmt](tree)
         if out is None:
             typer.echo(text, nl=False)
         else:
@@ -62,8 +60,6 @@ def lineage(run_dir: Path = typer.Argument(..., help="run directory"),
 
 def _lineage_table(store, ind_id: Optional[int]) -> None:
     """The rich table of every individual, or of one and its ancestors."""
-    from evo_merge.cli import console
-
     rows = store.lineage.all() if ind_id is None else store.lineage.ancestors(ind_id)
     table = Table(title=f"lineage of {ind_id}" if ind_id is not None else "individuals")
     for col in ("id", "gen", "operator", "parents", "method", "coefficients", "seed", "fitness", "test"):
@@ -90,3 +86,61 @@ def plot(run_dir: Path = typer.Argument(..., help="run directory"),
     finally:
         store.close()
     typer.echo(f"wrote {path}")
+
+
+def status(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
+    """Per-generation fitness and the final table of a run."""
+    from evo_merge.store import RunStore
+
+    store = RunStore.open(run_dir)
+    try:
+        table = Table(title=f"{run_dir}: {len(store.lineage.all())} individuals, "
+                            f"status {store.lineage.meta('status', 'running or stopped')}")
+        for col in ("generation", "best", "mean", "std", "offspring", "seconds"):
+            table.add_column(col, justify="right")
+        for g in store.lineage.generations():
+            table.add_row(str(g["generation"]), f"{g['best']:.4f}", f"{g['mean']:.4f}", f"{g['std']:.4f}",
+                          str(g["offspring"]), f"{g['seconds']:.1f}")
+        console.print(table)
+        results = store.lineage.results()
+        if results:
+            res = Table(title="results")
+            for col in ("model", "fitness set", "test"):
+                res.add_column(col)
+            for r in results:
+                res.add_row(r["name"], f"{r['fitness']:.4f}", f"{r['test_score']:.4f}")
+            console.print(res)
+    finally:
+        store.close()
+
+
+def candidates(run_dir: Path = typer.Argument(..., help="run directory"),
+               search_id: Optional[int] = typer.Option(None, "--search", help="search id (default: the last)"),
+               top: int = typer.Option(0, help="show only the N best (0: all, in tell order)")) -> None:
+    """Every candidate a coefficient search evaluated: coefficients, parameters, objective, fitness."""
+    from evo_merge.store import RunStore
+
+    store = RunStore.open(run_dir)
+    try:
+        searches = store.lineage.searches()
+        if not searches:
+            raise EvoMergeError(f"no coefficient search in {run_dir}")
+        chosen = searches[-1] if search_id is None else next((s for s in searches if s["id"] == search_id), None)
+        if chosen is None:
+            raise EvoMergeError(f"no search {search_id} in {run_dir} (searches: {[s['id'] for s in searches]})")
+        rows = [r for r in store.lineage.search_candidates(chosen["id"]) if r["told"] is not None]
+        rows.sort(key=(lambda r: (r["objective"], r["idx"])) if top else (lambda r: r["told"]))
+        rows = rows[:top] if top else rows
+        st = chosen["settings"]
+        table = Table(title=f"search {chosen['id']} ({st['optimizer']}, budget {st['budget']}, {chosen['status']}): "
+                            f"parents {chosen['parents']}")
+        for col in ("#", "told", "objective", "fitness", "coefficients", "params"):
+            table.add_column(col)
+        for r in rows:
+            v = r["value"]
+            table.add_row(str(r["idx"]), str(r["told"]), f"{r['objective']:.4f}", f"{r['fitness']:.4f}",
+                          " ".join(f"{c:+.2f}" for c in v["coefficients"]),
+                          ", ".join(f"{k}={x:.3g}" for k, x in v["params"].items()))
+        console.print(table)
+    finally:
+        store.close()

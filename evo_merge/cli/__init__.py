@@ -1,0 +1,1 @@
+"""The ``evo-merge`` command line (``app``: the commands; one module per command group)."""

@@ -1,0 +1,112 @@
+"""The engine's shared steps: ask the planner for recipes, have them built and scored by the
+executor, tell the results to the population state and the lineage, close generations with
+a checkpoint, and roll back to one on resume. The drivers (``generational.py``,
+``steady_state.py``, ``search_step.py``) are short loops over these steps.
+
+Fitness comes from the fitness split only; the test split is scored at the end for the
+report (``report.py``) and never feeds back into any choice.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from evo_merge.config import EvolutionConfig
+from evo_merge.engine.checkpoint import Checkpoint
+from evo_merge.engine.hooks import EngineHooks, GenerationReport
+from evo_merge.engine.planner import Planner
+from evo_merge.engine.state import PopulationState, Record
+from evo_merge.genome import Genome
+from evo_merge.operators.recipe import Recipe
+from evo_merge.pool.executor import Executor, run_all
+from evo_merge.pool.jobs import Job, JobResult
+from evo_merge.store import Individual, RunStore
+
+
+class Engine:
+    def __init__(self, evo: EvolutionConfig, seed: int, store: RunStore, executor: Executor,
+                 members: dict[str, Genome], hooks: EngineHooks | None = None, heldout: bool = False):
+        self.evo, self.store, self.executor, self.members = evo, store, executor, members
+        self.hooks = hooks or EngineHooks()
+        self.db = store.lineage
+        self.heldout = heldout  # the run has held-out tasks: the report scores them too
+        self.state = PopulationState()
+        layout = next(iter(members.values())).layout
+        self.layout = layout
+        self.planner = Planner(evo, self.state, np.random.default_rng(seed), layout.kind == "lora", layout.names)
+
+    @property
+    def lora(self) -> bool:
+        return self.layout.kind == "lora"
+
+    # -- ask / tell ---------------------------------------------------------------------------
+    def job(self, recipe: Recipe, **kw) -> Job:
+        """A job carrying the weight (and velocity) hashes of every individual the recipe names."""
+        inputs, velocities = self.state.job_inputs(recipe)
+        return Job(recipe=recipe, inputs=inputs, velocities=velocities, **kw)
+
+    def execute(self, phase: str, generation: int, recipes: Sequence[Recipe]) -> list[int]:
+        """Build and score offspring, then record each in the lineage; returns their ids."""
+        if not recipes:
+            return []
+        self.hooks.phase(phase, len(recipes))
+        results = run_all(self.executor, [self.job(r) for r in recipes], on_done=lambda _: self.hooks.advance())
+        return [self.record(generation, r, res) for r, res in zip(recipes, results)]
+
+    def record(self, generation: int, recipe: Recipe | None, res: JobResult, name: str | None = None) -> int:
+        """Tell one result to the lineage (one transaction) and to the population state."""
+        ind_id = self.db.next_id()
+        ev = res.evaluation
+        own = self.state.own_best(recipe, ind_id, ev.score)
+        examples = np.concatenate([np.asarray(ev.example_scores[t], dtype=float) for t in sorted(ev.example_scores)]
+                                  or [np.zeros(0)])
+        made = (recipe or Recipe("member", params=None)).to_dict()  # type: ignore[arg-type]
+        self.db.add(Individual(
+            **made, id=ind_id, generation=generation, name=name, weights=res.weights, velocity=res.velocity,
+            personal_best=own, fitness=ev.score, task_scores=ev.task_scores, build_seconds=res.build_seconds,
+            eval_seconds=ev.seconds, worker=res.worker, node=res.node), example_scores=examples)
+        self.state.records[ind_id] = Record(ev.score, res.weights, res.velocity, own, examples)
+        return ind_id
+
+    # -- the start, generations, resume -------------------------------------------------------
+    def initialize(self) -> list[int]:
+        """Score the members (generation 0); with init='pairs', seed the population with merged pairs."""
+        self.hooks.phase("members", len(self.members))
+        for name, genome in self.members.items():
+            digest = self.store.weights.save(genome)
+            res = run_all(self.executor, [Job(weights=digest)])[0]
+            self.state.member_ids.append(self.record(0, None, res, name=name))
+            self.hooks.advance()
+        population = list(self.state.member_ids)
+        if self.evo.init == "pairs":
+            population = self.execute("pairs", 0, self.planner.initial_pairs(population))
+        self.close_generation(0, population, len(population), 0.0)
+        return population
+
+    def close_generation(self, generation: int, population: list[int], offspring: int, seconds: float,
+                         scheduler: dict | None = None) -> None:
+        """Record the generation and, in the same transaction, the checkpoint a resume starts from."""
+        fit = self.state.fitness(population)
+        report = GenerationReport(generation, float(fit.max()), float(fit.mean()), float(fit.std()), offspring, seconds)
+        checkpoint = Checkpoint(generation, population, self.planner.rng.bit_generator.state, scheduler)
+        self.db.set_population(generation, population, vars(report), checkpoint.to_json())
+        self.hooks.generation(report)
+
+    def resume(self) -> tuple[int, list[int], dict | None]:
+        """Roll the store back to its last checkpoint and restore the engine's state there.
+
+        Everything recorded after the checkpoint is forgotten and made again: offspring
+        seeds come from the restored generator, so they come out identical, and weight
+        files are content-addressed, so rewriting one is harmless. Interrupted searches
+        keep their candidate logs and continue by replay. Returns (next generation,
+        population, async scheduler state)."""
+        checkpoint = Checkpoint.load(self.db)
+        self.db.rollback_to(None if checkpoint is None else checkpoint.to_json(with_last_id=True))
+        if checkpoint is None:
+            return 1, self.initialize(), None
+        restored = PopulationState.restore(self.db)
+        self.state.records, self.state.member_ids = restored.records, restored.member_ids
+        self.planner.rng.bit_generator.state = checkpoint.rng_state
+        return checkpoint.generation + 1, list(checkpoint.population), checkpoint.scheduler

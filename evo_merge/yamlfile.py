@@ -1,0 +1,54 @@
+"""Reading YAML files into pydantic models, every failure as one line naming the file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from evo_merge.errors import EvoMergeError
+
+
+def read_yaml(path: Path, what: str) -> dict[str, Any]:
+    """Parse a YAML mapping, turning every failure into a one-line EvoMergeError."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvoMergeError(f"{what} file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise EvoMergeError(f"{path}: malformed YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise EvoMergeError(f"{path}: not a text file") from None
+    if not isinstance(data, dict):
+        raise EvoMergeError(f"{path}: expected a YAML mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def validation_message(path: Path, exc: ValidationError) -> str:
+    """The first pydantic error as 'file: field.path: message'."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    extra = f" ({exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{path}: {loc}: {msg}{extra}"
+
+
+def load_model(model: type[BaseModel], path: Path, what: str, overrides: dict[str, Any] | None = None) -> Any:
+    """Read YAML at ``path`` into ``model``, applying dotted-key ``overrides`` first."""
+    data = read_yaml(path, what)
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise EvoMergeError(validation_message(path, exc)) from None
