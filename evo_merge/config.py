@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from evo_merge.operators.crossover import CrossoverConfig, MergeChoice
+from evo_merge.operators.crossover import CrossoverConfig
 from evo_merge.operators.mutation import MutationConfig
 from evo_merge.operators.succession import SuccessionConfig
-from evo_merge.yamlfile import load_model, read_yaml, validation_message
+from evo_merge.yamlfile import load_model
 
 
 class _Strict(BaseModel):
@@ -99,6 +99,13 @@ class EvolutionSearchConfig(SearchConfig):
     budget: int = Field(30, ge=1)
 
 
+class OperatorChoice(_Strict):
+    """A registered operator that plans offspring every generation, with its parameters."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class EvolutionConfig(_Strict):
     generations: int = Field(5, ge=0)
     population_size: int = Field(10, ge=2, description="N_max: survivors per generation")
@@ -109,6 +116,8 @@ class EvolutionConfig(_Strict):
     succession: SuccessionConfig = Field(default_factory=SuccessionConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     search: EvolutionSearchConfig | None = None
+    operators: list[OperatorChoice] = Field(default_factory=list, description="further operators (e.g. from "
+                                            "plugins) that plan offspring each generation after the mutants")
 
 
 class EvalConfig(_Strict):
@@ -151,6 +160,8 @@ class RunConfig(_Strict):
     pool: PoolConfig = Field(default_factory=PoolConfig)
     search: SearchConfig = Field(default_factory=SearchConfig, description="settings of `evo-merge search`")
     trust_remote_code: bool = False
+    plugins: list[str] = Field(default_factory=list, description="modules or .py files (relative to this file) "
+                               "that register merge methods, operators or metrics")
 
     @model_validator(mode="after")
     def _async_without_succession(self) -> "RunConfig":
@@ -189,6 +200,7 @@ def load_run_config(path: Path, overrides: dict[str, Any] | None = None) -> RunC
     cfg.population = _resolve(here, cfg.population)
     for task in cfg.tasks + cfg.heldout_tasks:
         task.spec = _resolve(here, task.spec)
+    cfg.plugins = [str(_resolve(here, Path(p))) if p.endswith(".py") else p for p in cfg.plugins]
     return cfg
 
 

@@ -25,6 +25,7 @@ import yaml
 from evo_merge.errors import EvoMergeError
 from evo_merge.genome import Genome
 from evo_merge.operators.base import operator
+from evo_merge.plugins import load_plugins
 from evo_merge.population import Population, load_population
 from evo_merge.store import Individual, RunStore
 
@@ -61,6 +62,7 @@ def export_individual(run_dir: Path, ind_id: int | None, out: Path, merge_lora: 
         cfg = _run_config(store)
     finally:
         store.close()
+    load_plugins(cfg.get("plugins") or [])
     spec_path = cfg.get("population")
     if not spec_path:
         raise EvoMergeError(f"{run_dir}: the run's config names no population")

@@ -118,14 +118,7 @@ class Genome:
 
     def content_hash(self) -> str:
         """sha256 over layout and raw bytes: equal hashes mean bit-identical genomes."""
-        h = hashlib.sha256()
-        h.update(self.layout.kind.encode())
-        h.update(str(self.layout.dtype).encode())
-        for name, shape in zip(self.layout.names, self.layout.shapes):
-            h.update(f"{name}:{shape};".encode())
-        data = self.flat.detach().cpu().contiguous()
-        h.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-        return h.hexdigest()
+        return content_hash(self.layout, self.flat.detach().cpu().contiguous())
 
     def nbytes(self) -> int:
         return self.flat.numel() * self.flat.element_size()
@@ -133,3 +126,16 @@ class Genome:
     def __repr__(self) -> str:
         return (f"Genome(kind={self.layout.kind}, tensors={len(self.layout.names)}, "
                 f"numel={self.layout.numel}, dtype={self.layout.dtype})")
+
+
+def content_hash(layout: GenomeLayout, host_flat: torch.Tensor) -> str:
+    """sha256 over the layout and the raw bytes of a flat buffer in host memory, read in
+    place (a memoryview of the buffer, no copy)."""
+    h = hashlib.sha256()
+    h.update(layout.kind.encode())
+    h.update(str(layout.dtype).encode())
+    for name, shape in zip(layout.names, layout.shapes):
+        h.update(f"{name}:{shape};".encode())
+    if host_flat.numel():
+        h.update(memoryview(host_flat.view(torch.uint8).numpy()))
+    return h.hexdigest()

@@ -193,8 +193,11 @@ def _ensure_built(spec: PopulationSpec, here: Path) -> Path:
 
 
 def _source_digest(script: Path) -> str:
-    """Hash of the build script and the Python files beside it (its helpers), so any edit rebuilds."""
-    h = hashlib.sha256()
+    """Hash of the build script, the Python files beside it (its helpers) and the versions of torch
+    and transformers (which set the random initialisation), so any change rebuilds."""
+    import transformers
+
+    h = hashlib.sha256(f"torch {torch.__version__}; transformers {transformers.__version__}".encode())
     for f in sorted(script.parent.glob("*.py")):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:12]

@@ -25,7 +25,10 @@ from evo_merge.fitness.tasks import Task, load_task
 from evo_merge.genome import Genome, GenomeLayout
 from evo_merge.merge import get_merge_method
 from evo_merge.model_host import load_tokenizer
+from evo_merge.operators.base import Operator, operator
 from evo_merge.operators.parents import PARENT_SELECTORS
+from evo_merge.plugins import load_plugins
+from evo_merge.registry import param_error
 from evo_merge.operators.selection import SELECTORS
 from evo_merge.pool.factory import WorkerSpec, make_worker
 from evo_merge.pool.executor import Executor
@@ -43,10 +46,18 @@ class Prepared:
 
 
 def check_operators(cfg: RunConfig) -> None:
-    """Fail early on unknown operator names and merge parameters."""
+    """Fail early on unknown operator names and merge parameters (names and values)."""
     evo = cfg.evolution
     for choice in evo.crossover.methods:
         get_merge_method(choice.method).resolve_params(choice.params)
+    for extra in evo.operators:
+        op = operator(extra.name)
+        if op.plan.__func__ is Operator.plan.__func__:
+            op.plan(None, [], None, None)  # the one-line refusal
+        try:
+            op.Config.model_validate(extra.params)
+        except ValidationError as exc:
+            raise EvoMergeError(f"evolution.operators {extra.name!r}: {param_error(exc, op.Config)}") from None
     PARENT_SELECTORS.get(evo.crossover.parent_selection)
     SELECTORS.get(evo.selection.method)
     if evo.search is not None:
@@ -72,6 +83,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     """
     import torch
 
+    load_plugins(cfg.plugins)
     check_operators(cfg)
     population = load_population(cfg.population)
     members = population.load_genomes()
@@ -88,7 +100,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     adapter = next(iter(population.member_dirs.values())) if population.spec.kind == "lora" else None
     spec = WorkerSpec(Path(cfg.out).resolve(), population.base_dir, adapter, next(iter(members.values())).layout,
                       tasks, cfg.eval.device, cfg.eval.dtype, cfg.eval.batch_size, cfg.trust_remote_code,
-                      heldout)
+                      heldout, list(cfg.plugins))
     if cfg.evolution.search is not None:
         check_search(cfg.evolution.search, spec.layout)
     return Prepared(population, members, tasks, spec)
@@ -169,9 +181,11 @@ def load_stored_config(store: RunStore) -> RunConfig:
     """The config a run started with, pointed at its run directory."""
     data = {**store.config(), "out": str(store.root)}
     try:
-        return RunConfig.model_validate(data)
+        cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise EvoMergeError(validation_message(store.root / "config.yaml", exc)) from None
+    load_plugins(cfg.plugins)
+    return cfg
 
 
 def open_for_resume(cfg: RunConfig, kind: str) -> RunStore:

@@ -22,91 +22,6 @@ def make_tokenizer():
                                    pad_token="<pad>", unk_token="<unk>")
 
 
-def make_base(path: Path, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(VOCAB), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
-    model = LlamaForCausalLM(cfg)
-    model.save_pretrained(path, safe_serialization=True)
-    make_tokenizer().save_pretrained(path)
-    return model
-
-
-def make_full_members(root: Path, n: int = 3, scale: float = 0.02) -> list[Path]:
-    base = make_base(root / "base")
-    paths = []
-    for i in range(n):
-        torch.manual_seed(100 + i)
-        with torch.no_grad():
-            for p in base.parameters():
-                p.add_(torch.randn_like(p) * scale)
-        out = root / f"full{i}"
-        base.save_pretrained(out, safe_serialization=True)
-        make_tokenizer().save_pretrained(out)
-        with torch.no_grad():  # back to a fresh base for the next member
-            base = make_base(root / "base")
-        paths.append(out)
-    return paths
-
-
-def make_lora_members(root: Path, n: int = 3, rank: int = 4) -> list[Path]:
-    from peft import LoraConfig, get_peft_model
-
-    paths = []
-    for i in range(n):
-        base = make_base(root / "base")
-        torch.manual_seed(200 + i)
-        model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj"]))
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if "lora_B" in name:
-                    p.normal_(0, 0.05)
-        out = root / f"lora{i}"
-        model.save_pretrained(out)
-        paths.append(out)
-    return paths
-
-
-def write_population(root: Path, kind: str, n: int = 3) -> Path:
-    members = make_lora_members(root, n) if kind == "lora" else make_full_members(root, n)
-    spec = {"name": f"tiny-{kind}", "kind": kind, "base_model": str(root / "base"),
-            "members": [{"name": f"m{i}", "path": str(p)} for i, p in enumerate(members)]}
-    path = root / f"population-{kind}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-def write_task(root: Path, n_rows: int = 40, name: str = "tiny", metric: str = "mc_loglik") -> Path:
-    rows = []
-    for i in range(n_rows):
-        a, b = i % 10, (i * 3) % 10
-        rows.append({"id": i, "question": f"{a}+{b}=", "choices": [str(d) for d in range(10)], "answer": str((a + b) % 10)})
-    data = root / f"{name}.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    spec = {"name": name, "dataset": {"path": data.name}, "prompt": "{question}", "answer_field": "answer",
-            "metric": metric, "fitness_samples": n_rows // 2, "test_samples": n_rows // 4}
-    if metric == "mc_loglik":
-        spec["choices_field"] = "choices"
-    else:
-        spec["max_new_tokens"] = 2
-    path = root / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-def write_run_config(root: Path, population: Path, task: Path, **evolution) -> Path:
-    cfg = {"seed": 0, "out": str(root / "run"), "population": str(population),
-           "tasks": [{"spec": str(task)}],
-           "evolution": {"generations": 2, "population_size": 4, **evolution},
-           "eval": {"batch_size": 32, "device": "cpu"}}
-    path = root / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
 ARCHS = ("llama", "qwen2", "gemma2")
 
 
@@ -129,7 +44,8 @@ def make_arch_model(arch: str, seed: int = 0, dtype: torch.dtype = torch.float32
     return model.to(dtype)
 
 
-def write_arch_population(root: Path, arch: str, kind: str, dtype: torch.dtype = torch.float32, n: int = 3) -> Path:
+def write_population(root: Path, kind: str, arch: str = "llama", dtype: torch.dtype = torch.float32,
+                     n: int = 3) -> Path:
     """Base + n members (full fine-tunes or PEFT LoRA adapters) of one architecture, saved in ``dtype``."""
     from peft import LoraConfig, get_peft_model
 
@@ -157,6 +73,36 @@ def write_arch_population(root: Path, arch: str, kind: str, dtype: torch.dtype =
         members.append(out)
     spec = {"name": f"tiny-{arch}-{kind}", "kind": kind, "base_model": str(base_dir),
             "members": [{"name": f"m{i}", "path": str(p)} for i, p in enumerate(members)]}
-    path = root / "population.yaml"
+    path = root / f"population-{kind}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def write_task(root: Path, n_rows: int = 40, name: str = "tiny", metric: str = "mc_loglik") -> Path:
+    rows = []
+    for i in range(n_rows):
+        a, b = i % 10, (i * 3) % 10
+        rows.append({"id": i, "question": f"{a}+{b}=", "choices": [str(d) for d in range(10)], "answer": str((a + b) % 10)})
+    data = root / f"{name}.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = {"name": name, "dataset": {"path": data.name}, "prompt": "{question}", "answer_field": "answer",
+            "metric": metric, "fitness_samples": n_rows // 2, "test_samples": n_rows // 4}
+    if metric.startswith("mc_loglik"):
+        spec["choices_field"] = "choices"
+    else:
+        spec["max_new_tokens"] = 2
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def write_run_config(root: Path, population: Path, task: Path, **evolution) -> Path:
+    cfg = {"seed": 0, "out": str(root / "run"), "population": str(population),
+           "tasks": [{"spec": str(task)}],
+           "evolution": {"generations": 2, "population_size": 4, **evolution},
+           "eval": {"batch_size": 32, "device": "cpu"}}
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,23 +30,3 @@ def write_config(tmp: Path) -> Path:
     path = tmp / "resume-test.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-QUERIES = {
-    "individuals": "SELECT id, generation, operator, name, parents, method, coefficients, params, seed, weights, "
-                   "velocity, personal_best, fitness, task_scores, test_score FROM individuals ORDER BY id",
-    "population": "SELECT generation, id FROM population ORDER BY generation, id",
-    "generations": "SELECT generation, best, mean, std, offspring FROM generations ORDER BY generation",
-    "results": "SELECT name, fitness, test_score, detail FROM results ORDER BY name",
-    "searches": "SELECT id, generation, parents, seed, status, best_candidate, result FROM searches ORDER BY id",
-    "candidates": "SELECT search, idx, value, told, objective, fitness FROM search_candidates ORDER BY search, idx",
-}
-
-
-def signature(run_dir: Path) -> dict[str, list[tuple]]:
-    """Everything a run decided and measured: weight hashes, lineage, fitness, searches, results."""
-    conn = sqlite3.connect(Path(run_dir) / "lineage.sqlite")
-    try:
-        return {name: [tuple(r) for r in conn.execute(q)] for name, q in QUERIES.items()}
-    finally:
-        conn.close()

@@ -19,7 +19,7 @@ def test_evolve_and_export_each_architecture(tmp_path, arch, kind, dtype):
     from transformers import AutoModelForCausalLM
 
     torch_dtype = getattr(torch, dtype)
-    population = factories.write_arch_population(tmp_path / "pop", arch, kind, torch_dtype)
+    population = factories.write_population(tmp_path / "pop", kind, arch, torch_dtype)
     task = factories.write_task(tmp_path)
     cfg_path = factories.write_run_config(tmp_path, population, task, generations=2)
     cfg = load_run_config(cfg_path, {"eval.dtype": dtype, "pool.backend": "local"})

@@ -136,6 +136,8 @@ CASES = {
         crossover={"methods": [{"method": "frankenmerge"}]})), "unknown merge method 'frankenmerge'"),
     "unknown method parameter": (lambda c, tp, pop: edit_config(c, tp, lambda d: d["evolution"].update(
         crossover={"methods": [{"method": "ties", "params": {"densty": 0.5}}]})), "unknown parameter 'densty'"),
+    "method parameter out of range": (lambda c, tp, pop: edit_config(c, tp, lambda d: d["evolution"].update(
+        crossover={"methods": [{"method": "ties", "params": {"density": 1.5}}]})), "density must be in (0, 1]"),
     "unknown selection": (lambda c, tp, pop: edit_config(c, tp, lambda d: d["evolution"].update(
         selection={"method": "lottery"})), "unknown selection method 'lottery'"),
     "missing population": (lambda c, tp, pop: edit_config(c, tp, lambda d: d.update(population=str(tp / "x.yaml"))),

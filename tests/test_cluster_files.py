@@ -147,7 +147,7 @@ def test_launcher_config_gpu_workers_install_and_shared_storage():
     assert any(".venv" in p for p in config["rsync_exclude"]) and "runs" in config["rsync_exclude"]
 
     # Shared storage: mounted on the host, passed into the container at the same path.
-    assert any(f"mount -t nfs4" in c and c.rstrip().endswith(SHARED) for c in config["initialization_commands"])
+    assert any("mount -t nfs4" in c and c.rstrip().endswith(SHARED) for c in config["initialization_commands"])
     assert f"-v {SHARED}:{SHARED}" in config["docker"]["run_options"]
 
     # Token authentication on every node, with the token copied from the submitting machine.

@@ -15,15 +15,7 @@ from evo_merge.model_host import ModelHost
 from evo_merge.population import load_population
 from evo_merge.runner import execute
 from evo_merge.store import RunStore
-
-
-def lineage_signature(run_dir):
-    store = RunStore.open(run_dir)
-    rows = [(i.id, i.operator, tuple(i.parents), i.method, i.seed, i.weights, i.velocity, round(i.fitness, 12))
-            for i in store.lineage.all()]
-    pops = [store.lineage.population(g["generation"]) for g in store.lineage.generations()]
-    store.close()
-    return rows, pops
+from signatures import signature
 
 
 EVO = {"generations": 2, "population_size": 4, "succession": {"enabled": True},
@@ -42,10 +34,10 @@ def test_same_seed_same_lineage_and_different_seed_differs(kind, tiny_full, tiny
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         cfg = load_run_config(cfg_path, {"out": str(tmp_path / name), "seed": seed})
         execute(cfg)
-        sigs.append(lineage_signature(tmp_path / name))
+        sigs.append(signature(tmp_path / name))
     assert sigs[0] == sigs[1]
     assert sigs[0] != sigs[2]
-    operators = {r[1] for r in sigs[0][0]}
+    operators = {r[2] for r in sigs[0]["individuals"]}
     assert {"member", "crossover", "mutation", "succession", "merge"} <= operators
 
 
@@ -86,7 +78,7 @@ def test_test_split_never_feeds_selection(tiny_full, tmp_path):
         rows[i]["answer"] = rows[i]["choices"][(rows[i]["choices"].index(rows[i]["answer"]) + 3) % 10]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     execute(load_run_config(cfg_path, {"out": str(tmp_path / "b")}))
-    assert lineage_signature(tmp_path / "a") == lineage_signature(tmp_path / "b")
+    assert signature(tmp_path / "a", with_test=False) == signature(tmp_path / "b", with_test=False)
 
 
 def test_installing_a_genome_changes_the_model_exactly(tiny_full):

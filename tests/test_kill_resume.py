@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resume_harness import signature, write_config
+from resume_harness import write_config
+from signatures import signature
 
 KILLS = 10
 BIN = Path(sys.executable).parent / "evo-merge"

@@ -15,7 +15,7 @@ from evo_merge.population import load_population
 
 @pytest.mark.parametrize("arch", factories.ARCHS)
 def test_batched_scores_equal_separate_passes(tmp_path, arch):
-    pop = load_population(factories.write_arch_population(tmp_path / "pop", arch, "lora", n=4))
+    pop = load_population(factories.write_population(tmp_path / "pop", "lora", arch, n=4))
     genomes = list(pop.load_genomes().values())
     rng = torch.Generator().manual_seed(0)
     genomes += [g.with_flat(g.flat + 0.05 * torch.randn(g.flat.shape, generator=rng)) for g in genomes]
@@ -39,7 +39,7 @@ def test_a_run_with_batched_scoring_equals_one_without(tmp_path):
 
     from evo_merge.config import load_run_config
     from evo_merge.runner import execute
-    from resume_harness import signature
+    from signatures import signature
 
     root = Path(__file__).resolve().parents[1]
     sigs = []
@@ -52,3 +52,31 @@ def test_a_run_with_batched_scoring_equals_one_without(tmp_path):
         sigs.append({k: v for k, v in sig.items() if k != "individuals"} |
                     {"individuals": [r[:13] for r in sig["individuals"]]})  # all but test-split columns
     assert sigs[0] == sigs[1]
+
+
+@pytest.mark.parametrize("mode", ["async", "search"])
+def test_steady_state_and_searches_batch_through_the_executor(tmp_path, monkeypatch, mode):
+    """Batching is the executor's policy, so every driver that submits jobs gets it."""
+    from pathlib import Path
+
+    from evo_merge.config import load_run_config
+    from evo_merge.pool.worker import Worker
+    from evo_merge.runner import execute, execute_search
+
+    sizes: list[int] = []
+    run_many = Worker.run_many
+
+    def spy(self, jobs, slots):
+        sizes.append(len(jobs))
+        return run_many(self, jobs, slots)
+
+    monkeypatch.setattr(Worker, "run_many", spy)
+    root = Path(__file__).resolve().parents[1]
+    overrides = {"out": str(tmp_path / "run"), "pool.backend": "local", "eval.multi_lora": 4,
+                 "evolution.generations": 2, "evolution.succession.enabled": False}
+    if mode == "async":
+        execute(load_run_config(root / "configs" / "demo.yaml", {**overrides, "pool.mode": "async"}))
+    else:
+        execute_search(load_run_config(root / "configs" / "demo.yaml",
+                                       {**overrides, "search.budget": 8, "search.num_workers": 4}))
+    assert sizes and max(sizes) == 4

@@ -12,7 +12,8 @@ from evo_merge.engine import EngineHooks
 from evo_merge.errors import EvoMergeError
 from evo_merge.pool.ray_pool import RayExecutor
 from evo_merge.runner import execute, prepare
-from test_engine import EVO, lineage_signature
+from signatures import signature
+from test_engine import EVO
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,10 +37,10 @@ def run(config, out, **pool):
 
 def test_same_lineage_with_1_2_4_workers_as_in_process(config, tmp_path):
     run(config, tmp_path / "local", backend="local")
-    expected = lineage_signature(tmp_path / "local")
+    expected = signature(tmp_path / "local")
     for workers in (1, 2, 4):
         run(config, tmp_path / f"ray{workers}", backend="ray", workers=workers)
-        assert lineage_signature(tmp_path / f"ray{workers}") == expected, f"{workers} workers"
+        assert signature(tmp_path / f"ray{workers}") == expected, f"{workers} workers"
 
 
 class KillAfter(EngineHooks):
@@ -72,7 +73,7 @@ def test_killed_worker_is_replaced_and_result_unchanged(how, config, tmp_path):
         assert hooks.killed and executor.stats.replaced >= 1
     finally:
         executor.close()
-    assert lineage_signature(tmp_path / "killed") == lineage_signature(tmp_path / "clean")
+    assert signature(tmp_path / "killed") == signature(tmp_path / "clean")
 
 
 def test_worker_that_keeps_failing_is_reported(config, tmp_path):

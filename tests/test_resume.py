@@ -12,7 +12,8 @@ from evo_merge.errors import EvoMergeError
 from evo_merge.replay import collect_garbage, replay
 from evo_merge.runner import execute, prepare, resume_run
 from evo_merge.store import RunStore
-from resume_harness import DEMO, OVERRIDES, signature
+from resume_harness import DEMO, OVERRIDES
+from signatures import signature
 
 
 class CrashAt(EngineHooks):

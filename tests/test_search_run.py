@@ -10,6 +10,7 @@ from evo_merge.config import load_run_config
 from evo_merge.engine import EngineHooks
 from evo_merge.runner import execute, execute_search, prepare
 from evo_merge.store import RunStore
+from signatures import signature
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "demo-search.yaml"
@@ -66,17 +67,6 @@ class CrashAfter(EngineHooks):
                 raise KeyboardInterrupt("simulated crash")
 
 
-def lineage_signature(run_dir: Path):
-    store = RunStore.open(run_dir)
-    try:
-        inds = [(i.id, i.operator, i.parents, i.coefficients, i.seed, i.weights, i.fitness)
-                for i in store.lineage.all()]
-        cands = [(c["idx"], c["told"], c["value"], c["objective"]) for c in store.lineage.search_candidates(1)]
-        return inds, cands
-    finally:
-        store.close()
-
-
 def test_interrupted_search_resumes_to_the_uninterrupted_result(tmp_path, prepared, cli):
     whole = execute_search(config(tmp_path, "whole", num_workers=2), prepared=prepared)
     cfg = config(tmp_path, "cut", num_workers=2)
@@ -89,7 +79,7 @@ def test_interrupted_search_resumes_to_the_uninterrupted_result(tmp_path, prepar
     code, _, err = cli("search", CONFIG, "--out", tmp_path / "cut", "--backend", "local", "--budget", "30")
     assert code == 2 and "--resume" in err
     resumed = execute_search(cfg, prepared=prepared, resume=True)
-    assert lineage_signature(resumed.run_dir) == lineage_signature(whole.run_dir)
+    assert signature(resumed.run_dir) == signature(whole.run_dir)
     code, _, err = cli("search", CONFIG, "--out", tmp_path / "cut", "--backend", "local", "--budget", "30",
                        "--num-workers", "2", "--resume")
     assert code == 2 and "already finished" in err

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from evo_merge.config import EvolutionConfig
-from evo_merge.operators.base import PlanContext
+from evo_merge.operators.base import PlanContext, operator
 from evo_merge.operators.coefficients import COEFFICIENTS
 from evo_merge.operators.crossover import crossover_recipe, plan_crossover, plan_crossovers, uniform_merge_recipe
 from evo_merge.operators.mutation import mutation_recipe, plan_mutants
@@ -49,7 +49,11 @@ class Planner:
         """A generation's crossovers (one attempt per slot) then mutants (one chance per individual)."""
         fit = self.state.fitness(population)
         recipes = plan_crossovers(self.evo.crossover, self.ctx, fit, population, self.state.examples(population))
-        return recipes + plan_mutants(self.evo.mutation, self.ctx, population)
+        recipes += plan_mutants(self.evo.mutation, self.ctx, population)
+        for choice in self.evo.operators:
+            op = operator(choice.name)
+            recipes += op.plan(self.ctx, population, fit, op.Config.model_validate(choice.params))
+        return recipes
 
     def one(self, population: Sequence[int]) -> Recipe:
         """One offspring for steady-state mode: a crossover with probability ``rate``, else a mutant."""

@@ -55,8 +55,16 @@ class Operator:
     """Base class: defaults for operators that merge nothing and export nowhere."""
 
     name: ClassVar[str]
-    Params: ClassVar[type[BaseModel]] = Strict
+    Params: ClassVar[type[BaseModel]] = Strict   # what a recipe of this operator stores
+    Config: ClassVar[type[BaseModel]] = Strict   # its settings as an ``evolution.operators`` entry
     color: ClassVar[str] = "#eeeeee"
+
+    @classmethod
+    def plan(cls, ctx: PlanContext, population: Sequence[int], fitness: np.ndarray, config: Any) -> list[Recipe]:
+        """The offspring this operator makes in one generation when ``evolution.operators`` lists it
+        (``config``: its ``Config``). The built-in operators are planned by the engine's planner."""
+        raise EvoMergeError(f"operator {cls.name!r} plans nothing by itself; it cannot be listed in "
+                            "evolution.operators")
 
     @classmethod
     def params(cls, recipe: Recipe) -> Any:

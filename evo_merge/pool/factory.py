@@ -9,6 +9,7 @@ from evo_merge.fitness.evaluator import LocalEvaluator
 from evo_merge.fitness.tasks import Task
 from evo_merge.genome import GenomeLayout
 from evo_merge.model_host import ModelHost
+from evo_merge.plugins import load_plugins
 from evo_merge.pool.worker import Worker
 
 
@@ -26,10 +27,12 @@ class WorkerSpec:
     batch_size: int = 64
     trust_remote_code: bool = False
     heldout: list[tuple[Task, float]] = field(default_factory=list)
+    plugins: list[str] = field(default_factory=list)
 
 
 def make_worker(spec: WorkerSpec, name: str | None = None, host: ModelHost | None = None) -> Worker:
     """A Worker for ``spec``; pass ``host`` to reuse an already loaded model."""
+    load_plugins(spec.plugins)
     host = host or ModelHost(spec.base_dir, spec.layout, adapter_dir=spec.adapter_dir, device=spec.device,
                              dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)
     return Worker(spec.run_dir, LocalEvaluator(host, spec.tasks, batch_size=spec.batch_size, heldout=spec.heldout),

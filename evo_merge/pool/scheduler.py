@@ -5,9 +5,10 @@
   over the workers first.
 - Batches: up to ``batch`` consecutive queued jobs that can share one batched forward
   (``Job.batches_with``) go out together (batched multi-LoRA scoring).
-- Failures: a dispatch lost with its worker goes back to the front of the queue; the
-  first news of a slot's death asks for a replacement (a new incarnation), later news of
-  the same death does not; a slot replaced more than ``max_failures`` times is exhausted.
+- Failures: a dispatch lost with its worker goes back into the queue in submission order
+  (ahead of every later job); the first news of a slot's death asks for a replacement (a
+  new incarnation), later news of the same death does not; a slot replaced more than
+  ``max_failures`` times is exhausted.
 """
 
 from __future__ import annotations
@@ -81,8 +82,7 @@ class SlotScheduler:
         if replace:
             self.failures[d.slot] += 1
             self.incarnation[d.slot] += 1
-        for item in reversed(d.items):
-            self._queue.appendleft(item)
+        self._queue = deque(sorted([*d.items, *self._queue], key=lambda item: item[0]))  # submission order
         self._free.append(d.slot)
         return replace
 

@@ -1,8 +1,10 @@
 """Content-addressed genome files: ``weights/<sha256>.safetensors``.
 
 A file holds the genome's flat buffer as one tensor and its layout (kind, names,
-shapes) in the safetensors metadata, so a save and a load are each one contiguous
-copy. The file name is the genome's content hash, which is checked on every read.
+shapes) in the safetensors metadata. Saving copies a device genome once into a reused
+host buffer (none for a genome already in host memory), hashes that buffer in place and
+writes it with one file write; loading reads the file once and checks its hash on the
+bytes read. The file name is the genome's content hash.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load, save
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from evo_merge.errors import EvoMergeError
-from evo_merge.genome import Genome, GenomeLayout
-from evo_merge.weights_io import atomic_write_bytes
+from evo_merge.genome import Genome, GenomeLayout, content_hash
+from evo_merge.weights_io import atomic_write_with
 
 FORMAT = "evo-merge-genome/1"
 
@@ -26,19 +28,32 @@ class WeightStore:
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self._staging: torch.Tensor | None = None  # host buffer for device genomes, reused
 
     def path(self, digest: str) -> Path:
         return self.root / f"{digest}.safetensors"
 
+    def _host(self, flat: torch.Tensor) -> torch.Tensor:
+        """``flat`` in host memory: itself when it is there, else one copy into the reused buffer."""
+        if flat.device.type == "cpu":
+            return flat.detach().contiguous()
+        nbytes = flat.numel() * flat.element_size()
+        if self._staging is None or self._staging.numel() < nbytes:
+            self._staging = torch.empty(nbytes, dtype=torch.uint8, pin_memory=torch.cuda.is_available())
+        host = self._staging[:nbytes].view(flat.dtype)
+        host.copy_(flat.detach())
+        return host
+
     def save(self, genome: Genome) -> str:
         """Write the genome (once; identical genomes share a file) and return its hash."""
-        digest = genome.content_hash()
+        host = self._host(genome.flat)
+        digest = content_hash(genome.layout, host)
         target = self.path(digest)
         if not target.exists():
             layout = genome.layout
             meta = {"format": FORMAT, "kind": layout.kind,
                     "names": json.dumps(layout.names), "shapes": json.dumps(layout.shapes)}
-            atomic_write_bytes(target, save({"flat": genome.flat.detach().cpu().contiguous()}, metadata=meta))
+            atomic_write_with(target, lambda tmp: save_file({"flat": host}, str(tmp), metadata=meta))
         return digest
 
     def load(self, digest: str, device: torch.device | str = "cpu", verify: bool = True) -> Genome:
@@ -46,19 +61,18 @@ class WeightStore:
         target = self.path(digest)
         if not target.is_file():
             raise EvoMergeError(f"weight file missing: {target}")
-        raw = target.read_bytes()
         try:
-            from safetensors import safe_open  # metadata lives in the header
             with safe_open(str(target), framework="pt") as fh:
                 meta = fh.metadata() or {}
-            flat = load(raw)["flat"]
-        except (SafetensorError, KeyError, OSError, ValueError) as exc:
-            raise EvoMergeError(f"weight file unreadable: {target} ({str(exc).splitlines()[0] if str(exc) else 'bad format'})") from None
+                flat = fh.get_tensor("flat")
+        except (SafetensorError, KeyError, OSError, ValueError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else "bad format"
+            raise EvoMergeError(f"weight file unreadable: {target} ({reason})") from None
         if meta.get("format") != FORMAT:
             raise EvoMergeError(f"weight file {target} is not an evo-merge genome")
         layout = GenomeLayout(meta["kind"], tuple(json.loads(meta["names"])),
                               tuple(tuple(s) for s in json.loads(meta["shapes"])), flat.dtype)
-        genome = Genome(layout, flat)
-        if verify and genome.content_hash() != digest:
+        if verify and content_hash(layout, flat) != digest:
             raise EvoMergeError(f"weight file corrupted (checksum mismatch): {target}")
+        genome = Genome(layout, flat)
         return genome.to(device) if str(device) != "cpu" else genome
