@@ -86,7 +86,8 @@ def main() -> None:
         else:
             base, parents = random_population(args.random_params, Path(tmp))
             adapter, label = None, f"random-init Llama ({layers_of(base)} layers)"
-        host = ModelHost(base, parents[0].layout, adapter_dir=adapter, device="cpu", dtype="float32")
+        host = ModelHost(base, parents[0].layout, adapter_dir=adapter, device="cpu", dtype="float32",
+                         basis=parents[0].basis)
         nbytes = parents[0].nbytes()
         moved = 3 * nbytes  # read two parents, write one child
         print(f"{label}: genome {parents[0].layout.numel / 1e6:.2f} M values, {nbytes / 1e6:.1f} MB, "

@@ -58,7 +58,6 @@ class SearchConfig(_Strict):
     l1: float = Field(0.0, ge=0, description="weight of the mean absolute coefficient in the objective")
     objective: Literal["fitness", "loss"] = "fitness"
     tell_order: Literal["completion", "ask"] = "completion"
-    lora_mode: Literal["factors", "product"] = "factors"
 
     @model_validator(mode="after")
     def _consistent(self) -> "SearchConfig":
@@ -128,6 +127,24 @@ class EvalConfig(_Strict):
                             "individuals in one batched forward (0 or 1: one at a time)")
 
 
+class LoraSettings(_Strict):
+    """How LoRA populations are represented and merged."""
+
+    mode: Literal["exact", "factors", "product"] = Field(
+        "exact", description="exact: every weighted sum of members is exact (B factors over the members' "
+        "stacked A); factors: A and B averaged separately (GENOME, LoraHub); product: B A merged, then "
+        "factored back to the members' rank by SVD")
+    max_rank: int | None = Field(None, ge=1, description="exact mode: the rank merges may reach (default: the "
+                                 "members' summed rank, so every weighted sum is exact); below it, results are "
+                                 "truncated by SVD")
+
+    @model_validator(mode="after")
+    def _rank_only_exact(self) -> "LoraSettings":
+        if self.max_rank is not None and self.mode != "exact":
+            raise ValueError(f"max_rank applies to mode 'exact' only, not {self.mode!r}")
+        return self
+
+
 class PoolConfig(_Strict):
     """Where individuals are built and scored: this process, or a pool of Ray actors."""
 
@@ -157,6 +174,7 @@ class RunConfig(_Strict):
                                          "(their test split); no fitness ever uses them")
     evolution: EvolutionConfig = Field(default_factory=EvolutionConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
     pool: PoolConfig = Field(default_factory=PoolConfig)
     search: SearchConfig = Field(default_factory=SearchConfig, description="settings of `evo-merge search`")
     trust_remote_code: bool = False

@@ -68,7 +68,7 @@ def export_individual(run_dir: Path, ind_id: int | None, out: Path, merge_lora: 
         raise EvoMergeError(f"{run_dir}: the run's config names no population")
     population = load_population(Path(spec_path))
     trust_remote_code = bool(cfg.get("trust_remote_code", False))
-    if genome.layout.kind != population.genome_kind:
+    if genome.layout.kind != population.genome_kind("exact" if genome.layout.kind == "lora_exact" else "factors"):
         raise EvoMergeError(f"individual {ind.id} holds {genome.layout.kind} weights, but population "
                             f"{population.spec.name} ({spec_path}) is kind {population.spec.kind!r}")
     by_id = {a.id: a for a in lineage}
@@ -168,7 +168,7 @@ def _write_merged_lora(population: Population, genome: Genome, out: Path, trust_
     from evo_merge.model_host import ModelHost
 
     host = ModelHost(population.base_dir, genome.layout, adapter_dir=_adapter_dir(population), device="cpu",
-                     dtype="float32", trust_remote_code=trust_remote_code)
+                     dtype="float32", trust_remote_code=trust_remote_code, basis=genome.basis)
     host.install(genome)
     host.export_model(out, merge_adapter=True, dtype=_checkpoint_dtype(population.base_dir, torch.float32))
 
@@ -186,19 +186,24 @@ def _write_adapter(population: Population, genome: Genome, out: Path, spec_path:
     for f in sorted(member.glob("adapter_model*.safetensors")):
         with safe_open(str(f), framework="pt") as fh:
             keys.update(fh.keys())
-    if keys != set(genome.layout.names):
-        diff = sorted(keys ^ set(genome.layout.names))[:3]
+    tensors = genome.tensors()
+    if genome.basis is not None:  # exact LoRA: an adapter of the summed rank, scaling 1
+        tensors = genome.basis.peft_tensors(tensors)
+    if keys != set(tensors):
+        diff = sorted(keys ^ set(tensors))[:3]
         raise EvoMergeError(f"the individual's LoRA tensors do not match the adapter in {member} (e.g. {diff})")
     try:
         adapter_cfg = json.loads((member / "adapter_config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise EvoMergeError(f"cannot read {member / 'adapter_config.json'}: {exc}") from None
     adapter_cfg["base_model_name_or_path"] = _model_ref(population, None, spec_path, with_revision=False)
+    if genome.basis is not None:
+        adapter_cfg.update(r=genome.basis.rank, lora_alpha=genome.basis.rank, use_rslora=False)
     if population.spec.revision and not _is_local(population.spec.base_model, spec_path):
         adapter_cfg["revision"] = population.spec.revision
     (out / "adapter_config.json").write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n")
     # own memory per tensor: safetensors refuses tensors that share a buffer
-    save_file({k: v.detach().clone().contiguous() for k, v in genome.tensors().items()},
+    save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()},
               str(out / "adapter_model.safetensors"), metadata={"format": "pt"})
     load_tokenizer(population.base_dir, trust_remote_code).save_pretrained(out)
 

@@ -1,7 +1,9 @@
 """An individual's weights: named tensors that differ from a shared base, with a flat view.
 
-A genome is either a set of LoRA adapter tensors (PEFT key names) or full-weight deltas
-(fine-tuned minus base). All tensors live in one contiguous 1-D buffer of a single dtype,
+A genome is a set of LoRA adapter tensors (PEFT key names: ``lora``, both factors;
+``lora_exact``, the B factors over a basis of the members' A factors shared by the whole
+population, see ``merge/lora_exact.py``) or full-weight deltas (fine-tuned minus base).
+All tensors live in one contiguous 1-D buffer of a single dtype,
 so vector operations (merging, mutation, particle-swarm steps) touch one tensor, while
 ``tensors()`` gives per-name views into that buffer without copying.
 """
@@ -11,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Any, Literal, Mapping
 
 import torch
 
 from evo_merge.errors import EvoMergeError
 
-GenomeKind = Literal["lora", "delta"]
+GenomeKind = Literal["lora", "lora_exact", "delta"]
 
 
 @dataclass(frozen=True)
@@ -61,19 +63,22 @@ class GenomeLayout:
 class Genome:
     """Named tensors in one flat buffer. Construction never copies ``flat``."""
 
-    __slots__ = ("layout", "flat")
+    __slots__ = ("layout", "flat", "basis")
 
-    def __init__(self, layout: GenomeLayout, flat: torch.Tensor):
+    def __init__(self, layout: GenomeLayout, flat: torch.Tensor, basis: Any = None):
         if flat.dim() != 1 or flat.numel() != layout.numel:
             raise EvoMergeError(f"flat buffer has {flat.numel()} values, layout needs {layout.numel}")
         if flat.dtype != layout.dtype:
             raise EvoMergeError(f"flat buffer dtype {flat.dtype} does not match layout {layout.dtype}")
+        if (layout.kind == "lora_exact") != (basis is not None):
+            raise EvoMergeError(f"a {layout.kind} genome {'needs' if basis is None else 'has no use for'} a LoRA basis")
         self.layout = layout
         self.flat = flat
+        self.basis = basis  # lora_exact: the shared LoraBasis the B factors refer to
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, torch.Tensor], kind: GenomeKind,
-                     check_finite: bool = True, what: str = "genome") -> "Genome":
+                     check_finite: bool = True, what: str = "genome", basis: Any = None) -> "Genome":
         """Pack named tensors (sorted by name) into one buffer; all must share a dtype."""
         if not tensors:
             raise EvoMergeError(f"{what}: no tensors")
@@ -86,7 +91,7 @@ class Genome:
             raise EvoMergeError(f"{what}: dtype {dtype} is not floating point")
         layout = GenomeLayout(kind, names, tuple(tuple(tensors[n].shape) for n in names), dtype)
         flat = torch.cat([tensors[n].detach().reshape(-1) for n in names]) if names else torch.empty(0)
-        genome = cls(layout, flat.contiguous())
+        genome = cls(layout, flat.contiguous(), basis)
         if check_finite:
             genome.check_finite(what)
         return genome
@@ -100,13 +105,13 @@ class Genome:
 
     def with_flat(self, flat: torch.Tensor) -> "Genome":
         """A genome of the same layout over another buffer (cast to the layout's dtype)."""
-        return Genome(self.layout, flat.to(self.layout.dtype).contiguous())
+        return Genome(self.layout, flat.to(self.layout.dtype).contiguous(), self.basis)
 
     def to(self, device: torch.device | str) -> "Genome":
-        return Genome(self.layout, self.flat.to(device))
+        return Genome(self.layout, self.flat.to(device), self.basis)
 
     def clone(self) -> "Genome":
-        return Genome(self.layout, self.flat.clone())
+        return Genome(self.layout, self.flat.clone(), self.basis)
 
     def check_finite(self, what: str = "genome") -> None:
         """Raise naming the first tensor that holds NaN or Inf."""
@@ -118,7 +123,7 @@ class Genome:
 
     def content_hash(self) -> str:
         """sha256 over layout and raw bytes: equal hashes mean bit-identical genomes."""
-        return content_hash(self.layout, self.flat.detach().cpu().contiguous())
+        return content_hash(self.layout, self.flat.detach().cpu().contiguous(), self.basis)
 
     def nbytes(self) -> int:
         return self.flat.numel() * self.flat.element_size()
@@ -128,11 +133,13 @@ class Genome:
                 f"numel={self.layout.numel}, dtype={self.layout.dtype})")
 
 
-def content_hash(layout: GenomeLayout, host_flat: torch.Tensor) -> str:
-    """sha256 over the layout and the raw bytes of a flat buffer in host memory, read in
-    place (a memoryview of the buffer, no copy)."""
+def content_hash(layout: GenomeLayout, host_flat: torch.Tensor, basis: Any = None) -> str:
+    """sha256 over the layout (and the LoRA basis it refers to) and the raw bytes of a flat
+    buffer in host memory, read in place (a memoryview of the buffer, no copy)."""
     h = hashlib.sha256()
     h.update(layout.kind.encode())
+    if basis is not None:
+        h.update(f"basis:{basis.digest};".encode())
     h.update(str(layout.dtype).encode())
     for name, shape in zip(layout.names, layout.shapes):
         h.update(f"{name}:{shape};".encode())

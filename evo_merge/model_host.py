@@ -48,11 +48,26 @@ def load_tokenizer(base_dir: Path, trust_remote_code: bool = False):
     return tokenizer
 
 
+def _with_adapter(model, adapter_dir: Path, basis):
+    """The base wrapped in a PEFT LoRA like the members' (safetensors only); with an exact-LoRA
+    ``basis``, of its summed rank and scaling 1 (A and B are set from the basis and genomes)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if basis is None:
+            return PeftModel.from_pretrained(model, adapter_dir)
+        config = LoraConfig.from_pretrained(adapter_dir)
+        config.r = config.lora_alpha = basis.rank
+        config.use_rslora, config.lora_dropout, config.inference_mode = False, 0.0, True
+        return get_peft_model(model, config)
+
+
 class ModelHost:
     """Owns the model and tokenizer on one device and installs genomes into it."""
 
     def __init__(self, base_dir: Path, layout: GenomeLayout, *, adapter_dir: Path | None = None,
-                 device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False):
+                 device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False, basis=None):
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
@@ -67,16 +82,18 @@ class ModelHost:
                                                          trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as exc:
             raise EvoMergeError(f"cannot load base model {base_dir}: {str(exc).splitlines()[0][:200]}") from None
-        if layout.kind == "lora":
+        if layout.kind == "lora_exact" and basis is None:
+            raise EvoMergeError("exact-LoRA genomes need their LoRA basis to build the model (basis=genome.basis)")
+        if layout.kind in ("lora", "lora_exact"):
             if adapter_dir is None:
                 raise EvoMergeError("a LoRA population needs an adapter directory to build the model")
-            from peft import PeftModel
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = PeftModel.from_pretrained(model, adapter_dir)
+            model = _with_adapter(model, adapter_dir, basis if layout.kind == "lora_exact" else None)
         self.model = model.to(self.device).eval()
         self.model.requires_grad_(False)
         self._bind(layout)
+        self.basis = basis
+        if basis is not None:
+            self._set_basis(basis)
 
     def _bind(self, layout: GenomeLayout) -> None:
         """Re-bind each genome-mapped parameter to a view of one work buffer."""
@@ -94,6 +111,14 @@ class ModelHost:
             view.copy_(p.data)
             p.data = view
         self.base_flat = self.work.clone() if layout.kind == "delta" else None
+
+    @torch.no_grad()
+    def _set_basis(self, basis) -> None:
+        """Exact-LoRA hosts: every module's A is the members' stacked A factors (fixed for the run)."""
+        for name, p in self.model.named_parameters():
+            genome_name = self._genome_name(name)
+            if genome_name.endswith(".lora_A.weight"):
+                p.data = basis.a[genome_name[: -len(".lora_A.weight")]].to(self.device, self.dtype).contiguous()
 
     @staticmethod
     def _genome_name(param_name: str) -> str:
@@ -115,7 +140,8 @@ class ModelHost:
         with torch.no_grad():
             for p in self.model.parameters():  # own memory again: shared views confuse checkpoint writers
                 p.data = p.data.clone()
-        model = self.model.merge_and_unload() if self.layout.kind == "lora" and merge_adapter else self.model
+        lora = self.layout.kind in ("lora", "lora_exact")
+        model = self.model.merge_and_unload() if lora and merge_adapter else self.model
         if dtype is not None and dtype != self.dtype:
             model = model.to(dtype)
         model.save_pretrained(out_dir, safe_serialization=True)

@@ -11,7 +11,7 @@ The config follows mergekit's YAML::
     seed: 0
 
 Models are full fine-tunes (merged as task vectors: model minus base) or PEFT LoRA
-adapters (merged factor-wise or as products, ``lora_mode``); the result is written
+adapters (``lora_mode``: exact by default, factor-wise or as products); the result is written
 atomically as a full model (adapters merged into the base).
 """
 
@@ -47,7 +47,7 @@ class MergeConfig(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    lora_mode: Literal["factors", "product"] = "factors"
+    lora_mode: Literal["exact", "factors", "product"] = "exact"
     trust_remote_code: bool = False
 
 
@@ -73,11 +73,12 @@ def merge_from_config(config_path: Path, out: Path) -> None:
                                           members=[MemberSpec(name=f"m{i}", path=str(p)) for i, p in enumerate(paths)])
     population = Population(spec, resolve_model_path(cfg.base_model, here, "base_model", None),
                             {f"m{i}": p for i, p in enumerate(paths)})
-    genomes: list[Genome] = list(population.load_genomes().values())
+    genomes: list[Genome] = list(population.load_genomes(cfg.lora_mode).values())
     weights = [float(e.parameters.get("weight", 1.0)) for e in cfg.models]
-    merged = merge_genomes(method, genomes, weights, seed=cfg.seed, params=cfg.parameters, lora_mode=cfg.lora_mode)
+    merged = merge_genomes(method, genomes, weights, seed=cfg.seed, params=cfg.parameters,
+                           lora_mode="factors" if cfg.lora_mode == "exact" else cfg.lora_mode)
     host = ModelHost(population.base_dir, merged.layout, adapter_dir=paths[0] if kind == "lora" else None,
-                     device="cpu", dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+                     device="cpu", dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, basis=merged.basis)
     host.install(merged)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))

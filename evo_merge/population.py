@@ -58,14 +58,18 @@ class Population:
         self.base_dir = base_dir
         self.member_dirs = member_dirs
 
-    @property
-    def genome_kind(self) -> str:
-        return "lora" if self.spec.kind == "lora" else "delta"
+    def genome_kind(self, lora_mode: str = "exact") -> str:
+        if self.spec.kind == "full":
+            return "delta"
+        return "lora_exact" if lora_mode == "exact" else "lora"
 
-    def load_genomes(self) -> dict[str, Genome]:
-        """Each member as a genome: adapter tensors, or fine-tuned minus base weights."""
+    def load_genomes(self, lora_mode: str = "exact", max_rank: int | None = None) -> dict[str, Genome]:
+        """Each member as a genome: adapter tensors (see ``lora_members.py`` for the modes), or
+        fine-tuned minus base weights."""
         if self.spec.kind == "lora":
-            return self._load_lora()
+            from evo_merge.lora_members import load_lora_members
+
+            return load_lora_members(self.member_dirs, lora_mode, max_rank)
         return self._load_deltas()
 
     def check_tokenizers(self, base_tokenizer, trust_remote_code: bool = False) -> None:
@@ -90,21 +94,6 @@ class Population:
             if tok.special_tokens_map != want_special:
                 raise EvoMergeError(f"member {name}: special tokens {tok.special_tokens_map} differ from the "
                                     f"base's {want_special}")
-
-    def _load_lora(self) -> dict[str, Genome]:
-        genomes, ref_cfg = {}, None
-        for name, path in self.member_dirs.items():
-            cfg = _adapter_config(path)
-            shape_keys = {k: cfg.get(k) for k in ("r", "lora_alpha", "target_modules", "base_model_name_or_path")}
-            shape_keys.pop("base_model_name_or_path")
-            if ref_cfg is None:
-                ref_cfg = shape_keys
-            elif shape_keys != ref_cfg:
-                raise EvoMergeError(f"member {name}: adapter config {shape_keys} differs from the first member's {ref_cfg}")
-            tensors = load_safetensors_dir(path, prefix="adapter_model")
-            genomes[name] = Genome.from_tensors(tensors, "lora", what=f"member {name}")
-        _check_layouts(genomes)
-        return genomes
 
     def _load_deltas(self) -> dict[str, Genome]:
         base = load_safetensors_dir(self.base_dir)
@@ -216,19 +205,3 @@ def _import_script(script: Path):
     if not hasattr(module, "build"):
         raise EvoMergeError(f"build script {script} defines no build(out_dir, seed) function")
     return module
-
-
-def _adapter_config(path: Path) -> dict:
-    cfg_path = path / "adapter_config.json"
-    if not cfg_path.is_file():
-        raise EvoMergeError(f"not a PEFT adapter directory (no adapter_config.json): {path}")
-    try:
-        return json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise EvoMergeError(f"{cfg_path}: malformed JSON at line {exc.lineno}") from None
-
-
-def _check_layouts(genomes: dict[str, Genome]) -> None:
-    first_name, first = next(iter(genomes.items()))
-    for name, g in genomes.items():
-        g.layout.check_same(first.layout, what=f"member {name} (against {first_name})")

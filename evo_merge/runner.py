@@ -86,7 +86,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     load_plugins(cfg.plugins)
     check_operators(cfg)
     population = load_population(cfg.population)
-    members = population.load_genomes()
+    members = population.load_genomes(cfg.lora.mode, cfg.lora.max_rank)
     tasks = [(load_task(t.spec, t.overrides), t.weight) for t in cfg.tasks]
     heldout = [(load_task(t.spec, t.overrides), t.weight) for t in cfg.heldout_tasks]
     names = [t.name for t, _ in tasks + heldout]
@@ -100,7 +100,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     adapter = next(iter(population.member_dirs.values())) if population.spec.kind == "lora" else None
     spec = WorkerSpec(Path(cfg.out).resolve(), population.base_dir, adapter, next(iter(members.values())).layout,
                       tasks, cfg.eval.device, cfg.eval.dtype, cfg.eval.batch_size, cfg.trust_remote_code,
-                      heldout, list(cfg.plugins))
+                      heldout, list(cfg.plugins), dict(population.member_dirs), cfg.lora.max_rank)
     if cfg.evolution.search is not None:
         check_search(cfg.evolution.search, spec.layout)
     return Prepared(population, members, tasks, spec)
@@ -158,7 +158,7 @@ def _drive(cfg: RunConfig, kind: str, body: Callable[[Engine], RunOutcome], hook
         else:
             _attach(store, executor)
         engine = Engine(cfg.evolution, cfg.seed, store, executor, prepared.members, hooks,
-                        heldout=bool(prepared.spec.heldout))
+                        heldout=bool(prepared.spec.heldout), lora_mode=cfg.lora.mode)
         outcome = body(engine)
         store.lineage.set_meta("status", "finished")
         return outcome

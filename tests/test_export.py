@@ -22,9 +22,9 @@ EVO = {"generations": 1, "population_size": 4, "mutation": {"rate": 1.0},
        "crossover": {"rate": 1.0, "slots": 1, "methods": [{"method": "ties", "params": {"density": 0.7}}]}}
 
 
-def _run(pop: Path, root: Path) -> Path:
+def _run(pop: Path, root: Path, **overrides) -> Path:
     task = factories.write_task(root)
-    return execute(load_run_config(factories.write_run_config(root, pop, task, **EVO))).run_dir
+    return execute(load_run_config(factories.write_run_config(root, pop, task, **EVO), overrides)).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,9 @@ def full_run(tiny_full, tmp_path_factory) -> Path:
     return _run(tiny_full, tmp_path_factory.mktemp("export_full"))
 
 
-@pytest.fixture(scope="module")
-def lora_run(tiny_lora, tmp_path_factory) -> Path:
-    return _run(tiny_lora, tmp_path_factory.mktemp("export_lora"))
+@pytest.fixture(scope="module", params=["exact", "factors"])
+def lora_run(tiny_lora, tmp_path_factory, request) -> Path:
+    return _run(tiny_lora, tmp_path_factory.mktemp("export_lora"), **{"lora.mode": request.param})
 
 
 def _rows(run_dir: Path) -> tuple[list[Individual], list[dict]]:
@@ -154,6 +154,9 @@ def test_lora_individual_as_peft_adapter_and_merged(lora_run, cli, tmp_path):
     peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(population.base_dir), tmp_path / "a")
     peft.eval()
     tensors = genome.tensors()
+    if genome.basis is not None:  # exact LoRA: an adapter of the members' summed rank (3 x 4), scaling 1
+        tensors = genome.basis.peft_tensors(tensors)
+        assert adapter_cfg["r"] == adapter_cfg["lora_alpha"] == genome.basis.rank == 12
     loras = {n.replace(".default", ""): p for n, p in peft.named_parameters() if "lora_" in n}
     assert set(loras) == set(tensors)
     for name, p in loras.items():

@@ -1,5 +1,6 @@
 """`evo-merge merge`: a one-shot merge into a Hugging Face model directory."""
 
+import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -29,11 +30,13 @@ def test_merge_full_models_writes_loadable_hf_dir(cli, tiny_full, tmp_path):
     torch.testing.assert_close(dict(model.named_parameters())[name].data, expected, rtol=0, atol=1e-6)
 
 
-def test_merge_lora_adapters_into_base(cli, tiny_lora, tmp_path):
+@pytest.mark.parametrize("lora_mode", ["exact", "factors"])
+def test_merge_lora_adapters_into_base(cli, tiny_lora, tmp_path, lora_mode):
     from transformers import AutoModelForCausalLM
 
     base, members = members_of(tiny_lora)
-    cfg = {"merge_method": "linear", "base_model": base, "models": [{"model": m} for m in members]}
+    cfg = {"merge_method": "linear", "base_model": base, "models": [{"model": m} for m in members],
+           "lora_mode": lora_mode}
     (tmp_path / "merge.yaml").write_text(yaml.safe_dump(cfg))
     code, out, err = cli("merge", tmp_path / "merge.yaml", tmp_path / "out")
     assert code == 0, err
@@ -41,9 +44,13 @@ def test_merge_lora_adapters_into_base(cli, tiny_lora, tmp_path):
     b = load_file(f"{base}/model.safetensors")
     loras = [load_file(f"{m}/adapter_model.safetensors") for m in members]
     prefix = "base_model.model.model.layers.0.self_attn.q_proj"
-    A = sum(l[f"{prefix}.lora_A.weight"] for l in loras) / 3
-    B = sum(l[f"{prefix}.lora_B.weight"] for l in loras) / 3
-    expected = b["model.layers.0.self_attn.q_proj.weight"] + (8 / 4) * B @ A  # alpha / r = 2
+    if lora_mode == "exact":  # the mean of the members' updates, exactly
+        update = sum((8 / 4) * l[f"{prefix}.lora_B.weight"] @ l[f"{prefix}.lora_A.weight"] for l in loras) / 3
+    else:  # GENOME's and LoraHub's way: the mean A times the mean B
+        A = sum(l[f"{prefix}.lora_A.weight"] for l in loras) / 3
+        B = sum(l[f"{prefix}.lora_B.weight"] for l in loras) / 3
+        update = (8 / 4) * B @ A  # alpha / r = 2
+    expected = b["model.layers.0.self_attn.q_proj.weight"] + update
     got = dict(model.named_parameters())["model.layers.0.self_attn.q_proj.weight"].data
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 

@@ -21,7 +21,8 @@ def test_batched_scores_equal_separate_passes(tmp_path, arch):
     genomes += [g.with_flat(g.flat + 0.05 * torch.randn(g.flat.shape, generator=rng)) for g in genomes]
     tasks = [(load_task(factories.write_task(tmp_path, n_rows=24, name="t1")), 1.0),
              (load_task(factories.write_task(tmp_path, n_rows=24, name="t2", metric="neg_loss")), 1.0)]
-    host = ModelHost(pop.base_dir, genomes[0].layout, adapter_dir=next(iter(pop.member_dirs.values())), device="cpu")
+    host = ModelHost(pop.base_dir, genomes[0].layout, adapter_dir=next(iter(pop.member_dirs.values())), device="cpu",
+                     basis=genomes[0].basis)
     ev = LocalEvaluator(host, tasks, batch_size=8)
     separate = [ev.evaluate(g) for g in genomes]
     batched = ev.evaluate_many(genomes, slots=3, max_rows=20)  # several chunks and calls per batch

@@ -33,7 +33,7 @@ FITNESS = np.array([0.2, 0.5, 0.9, 0.4])
 
 
 def ctx(seed: int = 0) -> PlanContext:
-    return PlanContext(np.random.default_rng(seed), lora=False, names=NAMES)
+    return PlanContext(np.random.default_rng(seed), lora_mode=None, names=NAMES)
 
 
 def round_trip(recipe: Recipe) -> Genome:
@@ -65,12 +65,12 @@ def test_crossover_linear_is_the_normalised_weighted_mean():
 
 
 def test_merge_is_the_uniform_average():
-    child = round_trip(uniform_merge_recipe(ctx(), [0, 1, 2, 3], "factors"))
+    child = round_trip(uniform_merge_recipe(ctx(), [0, 1, 2, 3]))
     torch.testing.assert_close(child.flat, sum(g.flat for g in POP.values()) / 4)
 
 
 def test_split_point_composition_by_hand():
-    recipe = split_point_recipe(ctx(3), [1, 2], "factors")
+    recipe = split_point_recipe(ctx(3), [1, 2])
     w, split = recipe.coefficients[0], recipe.params["groups"]["split_layer"]
     assert recipe.operator == "composition" and split == 1 and recipe.coefficients == pytest.approx([w, 1 - w, 1 - w, w])
     child = round_trip(recipe).tensors()

@@ -54,7 +54,7 @@ def run_search(tmp_path, cfg: SearchConfig, executor, k: int = 3, db: LineageDB 
     groups = tensor_groups(list(names), cfg.granularity, cfg.layer_groups, cfg.filters)
     space = CoefficientSpace(cfg, k, groups, seed=7)
     search = CoefficientSearch(search_id, cfg, space, list(range(k)), {i: f"h{i}" for i in range(k)}, 7, db,
-                               executor, lora=False)
+                               executor, lora_mode=None)
     return search, db, search_id
 
 

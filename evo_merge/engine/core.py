@@ -27,7 +27,8 @@ from evo_merge.store import Individual, RunStore
 
 class Engine:
     def __init__(self, evo: EvolutionConfig, seed: int, store: RunStore, executor: Executor,
-                 members: dict[str, Genome], hooks: EngineHooks | None = None, heldout: bool = False):
+                 members: dict[str, Genome], hooks: EngineHooks | None = None, heldout: bool = False,
+                 lora_mode: str = "exact"):
         self.evo, self.store, self.executor, self.members = evo, store, executor, members
         self.hooks = hooks or EngineHooks()
         self.db = store.lineage
@@ -35,11 +36,9 @@ class Engine:
         self.state = PopulationState()
         layout = next(iter(members.values())).layout
         self.layout = layout
-        self.planner = Planner(evo, self.state, np.random.default_rng(seed), layout.kind == "lora", layout.names)
-
-    @property
-    def lora(self) -> bool:
-        return self.layout.kind == "lora"
+        # genomes with both LoRA factors record how they are merged; exact-LoRA and full ones need not
+        self.lora_mode = lora_mode if layout.kind == "lora" else None
+        self.planner = Planner(evo, self.state, np.random.default_rng(seed), self.lora_mode, layout.names)
 
     # -- ask / tell ---------------------------------------------------------------------------
     def job(self, recipe: Recipe, **kw) -> Job:

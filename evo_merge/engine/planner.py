@@ -24,10 +24,10 @@ from evo_merge.engine.state import PopulationState
 
 
 class Planner:
-    def __init__(self, evo: EvolutionConfig, state: PopulationState, rng: np.random.Generator, lora: bool,
-                 names: tuple[str, ...]):
+    def __init__(self, evo: EvolutionConfig, state: PopulationState, rng: np.random.Generator,
+                 lora_mode: str | None, names: tuple[str, ...]):
         self.evo, self.state = evo, state
-        self.ctx = PlanContext(rng, lora, names)
+        self.ctx = PlanContext(rng, lora_mode, names)
 
     @property
     def rng(self) -> np.random.Generator:
@@ -79,4 +79,4 @@ class Planner:
         return [pool[i] for i in keep]
 
     def uniform_merge(self) -> Recipe:
-        return uniform_merge_recipe(self.ctx, self.state.member_ids, self.evo.crossover.lora_mode)
+        return uniform_merge_recipe(self.ctx, self.state.member_ids)

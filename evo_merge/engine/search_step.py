@@ -32,7 +32,7 @@ def search(engine: Engine, generation: int, candidates: list[int], cfg: SearchCo
     space = CoefficientSpace(cfg, len(parents), groups, seed)
     engine.hooks.phase(f"search {cfg.optimizer}", cfg.budget)
     runner = CoefficientSearch(search_id, cfg, space, parents, {p: engine.state[p].weights for p in parents}, seed,
-                               db, engine.executor, engine.lora, on_told=lambda n, best: engine.hooks.advance())
+                               db, engine.executor, engine.lora_mode, on_told=lambda n, best: engine.hooks.advance())
     best = runner.run()
     child = engine.execute("search result", generation, [runner.recipe(best.candidate)])[0]
     db.finish_search(search_id, best.index, child)

@@ -84,7 +84,7 @@ class LocalEvaluator:
         from evo_merge.fitness.multi_lora import MultiLoraSlots, batchable, predict_many
 
         metrics = self.metrics[split]
-        if self.host.layout.kind != "lora" or len(genomes) < 2 or not all(map(batchable, metrics.values())):
+        if self.host.layout.kind not in ("lora", "lora_exact") or len(genomes) < 2 or not all(map(batchable, metrics.values())):
             return [self.evaluate(g, split) for g in genomes]
         start = time.perf_counter()
         if getattr(self, "_slots", None) is None or len(self._slots.names) < slots:

@@ -25,7 +25,7 @@ class MultiLoraSlots:
     """``slots`` extra PEFT adapters on the host's model, each loadable with a genome."""
 
     def __init__(self, host: ModelHost, slots: int):
-        if host.layout.kind != "lora":
+        if host.layout.kind not in ("lora", "lora_exact"):
             raise EvoMergeError("batched multi-LoRA scoring needs a LoRA population")
         model = host.model
         config = model.peft_config["default"]
@@ -43,6 +43,11 @@ class MultiLoraSlots:
             if missing:
                 raise EvoMergeError(f"adapter slot {name}: no parameter for genome tensor {missing[0]}")
             self.params.append(slot)
+            if host.basis is not None:  # exact LoRA: every slot computes over the members' stacked A
+                with torch.no_grad():
+                    for n, p in slot.items():
+                        if n.endswith(".lora_A.weight"):
+                            p.copy_(host.basis.a[n[: -len(".lora_A.weight")]])
         model.requires_grad_(False)
         model.eval()
 

@@ -46,7 +46,7 @@ def merge_genomes(method: str | MergeMethod, parents: Sequence[Genome],
             raise EvoMergeError(f"parent {i}: on {parent.flat.device}, parent 0 on {device}")
     if lora_mode not in ("factors", "product"):
         raise EvoMergeError(f"lora_mode must be 'factors' or 'product', got {lora_mode!r}")
-    if lora_mode == "product" and layout.kind != "lora":
+    if lora_mode == "product" and layout.kind != "lora":  # (lora_exact genomes are exact in any mode)
         raise EvoMergeError(f"lora_mode 'product' needs LoRA genomes, these are {layout.kind!r}")
     w = _weights(weights, len(parents), device)
     resolved = m.resolve_params(params)
@@ -56,7 +56,9 @@ def merge_genomes(method: str | MergeMethod, parents: Sequence[Genome],
             raise EvoMergeError(f"merge method {m.name!r} is random: give a seed")
         generator = torch.Generator(device=device).manual_seed(seed)
 
-    if lora_mode == "product":
+    if layout.kind == "lora_exact" and not m.linear:
+        child = _merge_updates(m, parents, w, generator, resolved)
+    elif lora_mode == "product":
         merged = merge_lora_product(m, [p.tensors() for p in parents], w, generator=generator,
                                     params=resolved)
         child = _assemble(parents[0], merged)
@@ -65,9 +67,12 @@ def merge_genomes(method: str | MergeMethod, parents: Sequence[Genome],
         child = parents[0].with_flat(flat)
     else:
         per_parent = [p.tensors() for p in parents]
-        child = Genome(layout, torch.empty(layout.numel, dtype=layout.dtype, device=device))
+        child = Genome(layout, torch.empty(layout.numel, dtype=layout.dtype, device=device), parents[0].basis)
         for name, view in child.tensors().items():
             view.copy_(m([t[name] for t in per_parent], w, generator=generator, **resolved))
+    if layout.kind == "lora_exact" and child.basis.max_rank is not None:
+        child = _assemble(child, {n: child.basis.truncate(n, t) if child.basis.prefix(n) else t
+                                  for n, t in child.tensors().items()})
     _check_child(child, parents, m.name)
     return child
 
@@ -102,16 +107,34 @@ def merge_genomes_grouped(method: str | MergeMethod, parents: Sequence[Genome], 
     views = [p.tensors() for p in parents]
     merged: dict[str, torch.Tensor] = {}
     for g, names in per_group.items():
-        subs = [Genome.from_tensors({n: v[n] for n in names}, layout.kind, check_finite=False) for v in views]
+        subs = [Genome.from_tensors({n: v[n] for n in names}, layout.kind, check_finite=False, basis=p.basis)
+                for v, p in zip(views, parents)]
         child = merge_genomes(m, subs, w[g], seed=None if seed is None else seed + g, params=params,
                               lora_mode=lora_mode)
         merged.update(child.tensors())
     return _assemble(parents[0], merged)
 
 
+def _merge_updates(m: MergeMethod, parents: Sequence[Genome], w: torch.Tensor, generator: torch.Generator | None,
+                   params: dict[str, Any]) -> Genome:
+    """A method that is not linear in the weights, on exact-LoRA genomes: applied to each module's
+    update B A_cat (what it is defined on), the result projected back onto the shared basis."""
+    basis = parents[0].basis
+    per_parent = [p.tensors() for p in parents]
+    merged = {}
+    for name in parents[0].layout.names:
+        ts = [t[name] for t in per_parent]
+        if basis.prefix(name) is None:
+            merged[name] = m(ts, w, generator=generator, **params)
+        else:
+            update = m([basis.update(name, t) for t in ts], w, generator=generator, **params)
+            merged[name] = basis.project(name, update)
+    return _assemble(parents[0], merged)
+
+
 def _assemble(like: Genome, tensors: dict[str, torch.Tensor]) -> Genome:
     """Write named tensors into a new buffer with ``like``'s layout."""
-    child = Genome(like.layout, torch.empty_like(like.flat))
+    child = Genome(like.layout, torch.empty_like(like.flat), like.basis)
     for name, view in child.tensors().items():
         if tensors[name].shape != view.shape:
             raise EvoMergeError(f"merged tensor {name} has shape {list(tensors[name].shape)}, "

@@ -20,7 +20,7 @@ from evo_merge.merge.sparsify import Tensors, check_shapes, task_arithmetic_fami
 _DOT_THRESHOLD = 0.9995  # |cos| above this: SLERP falls back to lerp (mergekit's value)
 
 
-@merge_method("linear", elementwise=True)
+@merge_method("linear", elementwise=True, linear=True)
 def linear(tensors: Tensors, weights: torch.Tensor, *, generator: torch.Generator | None,
            normalize: bool = True) -> torch.Tensor:
     """Weighted sum sum_i w_i x_i, divided by sum_i w_i when ``normalize``."""
@@ -28,7 +28,7 @@ def linear(tensors: Tensors, weights: torch.Tensor, *, generator: torch.Generato
                                   normalize=normalize)
 
 
-@merge_method("task_arithmetic", elementwise=True)
+@merge_method("task_arithmetic", elementwise=True, linear=True)
 def task_arithmetic(tensors: Tensors, weights: torch.Tensor, *, generator: torch.Generator | None,
                     lambda_: float = 1.0, normalize: bool = False) -> torch.Tensor:
     """lambda * sum_i w_i x_i (divided by sum_i w_i when ``normalize``)."""

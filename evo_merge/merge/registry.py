@@ -59,6 +59,7 @@ class MergeMethod:
     min_parents: int = 1
     max_parents: int | None = None
     uses_random: bool = False
+    linear: bool = False  # the result is a fixed linear combination of the inputs (exact on LoRA factors)
 
     @property
     def entry(self) -> Entry["MergeMethod"]:
@@ -91,11 +92,14 @@ MERGE_METHODS: Registry[MergeMethod] = Registry("merge method", builtins="evo_me
 
 
 def merge_method(name: str, *, elementwise: bool = False, min_parents: int = 1, max_parents: int | None = None,
-                 uses_random: bool = False) -> Callable[[MergeFn], MergeFn]:
-    """Register ``fn`` as merge method ``name``; its keyword parameters are the method's settings."""
+                 uses_random: bool = False, linear: bool = False) -> Callable[[MergeFn], MergeFn]:
+    """Register ``fn`` as merge method ``name``; its keyword parameters are the method's settings.
+    ``linear=True``: the result is sum_i f(w)_i x_i for every tensor (so merging LoRA B factors
+    over a shared A is exact); other methods see exact-LoRA parents as weight updates."""
 
     def register(fn: MergeFn) -> MergeFn:
-        MERGE_METHODS.add(name, MergeMethod(name, fn, elementwise, min_parents, max_parents, uses_random), source=fn)
+        MERGE_METHODS.add(name, MergeMethod(name, fn, elementwise, min_parents, max_parents, uses_random, linear),
+                          source=fn)
         return fn
 
     return register

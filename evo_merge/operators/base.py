@@ -32,7 +32,7 @@ class PlanContext:
     """What planning needs besides fitness: the run's seeded generator and the genome's shape."""
 
     rng: np.random.Generator
-    lora: bool
+    lora_mode: str | None   # LoRA genomes with both factors: "factors" or "product" (recorded per recipe)
     names: tuple[str, ...]
 
     def seed(self) -> int:

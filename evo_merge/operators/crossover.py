@@ -51,7 +51,6 @@ class CrossoverConfig(Strict):
     given: list[float] | None = None
     methods: list[MergeChoice] = Field(default_factory=lambda: [MergeChoice(method="ties", params={"density": 0.7}),
                                                                 MergeChoice(method="linear")])
-    lora_mode: LoraMode = "factors"
     split_point: float = Field(0.0, ge=0, le=1, description="probability that a crossover is M2N2's split-point "
                                "crossover (two parents) instead of a merge method")
 
@@ -99,20 +98,20 @@ def plan_crossover(cfg: CrossoverConfig, ctx: PlanContext, fitness: np.ndarray, 
 def crossover_recipe(cfg: CrossoverConfig, ctx: PlanContext, parents: list[int], coefficients: list[float]) -> Recipe:
     """A merge of ``parents``: split-point with probability ``split_point``, else a method drawn by weight."""
     if cfg.split_point > 0 and ctx.rng.random() < cfg.split_point:
-        return split_point_recipe(ctx, parents, cfg.lora_mode)
+        return split_point_recipe(ctx, parents)
     probs = np.array([m.weight for m in cfg.methods])
     choice = cfg.methods[int(ctx.rng.choice(len(cfg.methods), p=probs / probs.sum()))]
     params = dict(choice.params)
     if choice.method == "slerp":
         params.setdefault("t", coefficients[1] / sum(coefficients))
-    if ctx.lora:
-        params["lora_mode"] = cfg.lora_mode
+    if ctx.lora_mode:
+        params["lora_mode"] = ctx.lora_mode
     return Recipe("crossover", parents, choice.method, coefficients, params, ctx.seed())
 
 
-def uniform_merge_recipe(ctx: PlanContext, members: list[int], lora_mode: LoraMode) -> Recipe:
+def uniform_merge_recipe(ctx: PlanContext, members: list[int]) -> Recipe:
     """The plain average of the members (the report's baseline)."""
-    params = {"lora_mode": lora_mode} if ctx.lora else {}
+    params = {"lora_mode": ctx.lora_mode} if ctx.lora_mode else {}
     return Recipe("merge", list(members), "linear", [1.0] * len(members), params, ctx.seed())
 
 

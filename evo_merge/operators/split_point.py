@@ -18,7 +18,7 @@ def layer_count(names: tuple[str, ...]) -> int:
     return max((i for i in layers if i is not None), default=0) + 1
 
 
-def split_point_recipe(ctx: PlanContext, parents: list[int], lora_mode: str) -> Recipe:
+def split_point_recipe(ctx: PlanContext, parents: list[int]) -> Recipe:
     """A split layer drawn uniformly in [1, layers), a mix w uniform in [0, 1)."""
     n_layers = layer_count(ctx.names)
     split = int(ctx.rng.integers(1, n_layers)) if n_layers > 1 else 1
@@ -26,7 +26,7 @@ def split_point_recipe(ctx: PlanContext, parents: list[int], lora_mode: str) -> 
     groups = {"granularity": "split", "split_layer": split}
     labels = list(tensor_groups(ctx.names, **groups).labels)
     params = {"groups": groups, "group_labels": labels, "normalize": False}
-    if ctx.lora:
-        params["lora_mode"] = lora_mode
+    if ctx.lora_mode:
+        params["lora_mode"] = ctx.lora_mode
     coefficients = [w, 1 - w, 1 - w, w][: 2 * len(labels)]
     return Recipe("composition", parents[:2], "linear", coefficients, params, ctx.seed())

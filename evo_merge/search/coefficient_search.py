@@ -42,10 +42,10 @@ class CoefficientSearch:
     """Searches the coefficients of one merge of ``parents`` (individual ids)."""
 
     def __init__(self, search_id: int, cfg: SearchConfig, space: CoefficientSpace, parents: list[int],
-                 digests: dict[int, str], seed: int, db: LineageDB, executor: Any, lora: bool,
+                 digests: dict[int, str], seed: int, db: LineageDB, executor: Any, lora_mode: str | None,
                  on_told: Callable[[int, float], None] | None = None):
         self.id, self.cfg, self.space, self.parents = search_id, cfg, space, parents
-        self.digests, self.seed, self.db, self.executor, self.lora = digests, seed, db, executor, lora
+        self.digests, self.seed, self.db, self.executor, self.lora_mode = digests, seed, db, executor, lora_mode
         self.on_told = on_told or (lambda told, best: None)
 
     # -- recipes ------------------------------------------------------------------------------
@@ -54,8 +54,8 @@ class CoefficientSearch:
         params: dict[str, Any] = dict(cand.params)
         params["groups"] = self.cfg.groups_spec()
         params["group_labels"] = list(self.space.groups.labels)
-        if self.lora:
-            params["lora_mode"] = self.cfg.lora_mode
+        if self.lora_mode:
+            params["lora_mode"] = self.lora_mode
         return Recipe("composition", list(self.parents), self.cfg.method, cand.coefficients, params, self.seed)
 
     def _job(self, cand: Candidate) -> Job:

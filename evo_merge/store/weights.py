@@ -18,17 +18,21 @@ from safetensors.torch import save_file
 
 from evo_merge.errors import EvoMergeError
 from evo_merge.genome import Genome, GenomeLayout, content_hash
+from evo_merge.merge.lora_exact import LoraBasis
 from evo_merge.weights_io import atomic_write_with
 
 FORMAT = "evo-merge-genome/1"
+BASIS_FORMAT = "evo-merge-lora-basis/1"
 
 
 class WeightStore:
-    """Saves and loads genomes by content hash under one folder."""
+    """Saves and loads genomes by content hash under one folder. An exact-LoRA genome names
+    its basis (the members' stacked A factors), which is stored once, also by content hash."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
         self._staging: torch.Tensor | None = None  # host buffer for device genomes, reused
+        self._bases: dict[str, LoraBasis] = {}
 
     def path(self, digest: str) -> Path:
         return self.root / f"{digest}.safetensors"
@@ -47,14 +51,44 @@ class WeightStore:
     def save(self, genome: Genome) -> str:
         """Write the genome (once; identical genomes share a file) and return its hash."""
         host = self._host(genome.flat)
-        digest = content_hash(genome.layout, host)
+        digest = content_hash(genome.layout, host, genome.basis)
         target = self.path(digest)
         if not target.exists():
             layout = genome.layout
             meta = {"format": FORMAT, "kind": layout.kind,
                     "names": json.dumps(layout.names), "shapes": json.dumps(layout.shapes)}
+            if genome.basis is not None:
+                meta["basis"] = self.save_basis(genome.basis)
             atomic_write_with(target, lambda tmp: save_file({"flat": host}, str(tmp), metadata=meta))
         return digest
+
+    def save_basis(self, basis: LoraBasis) -> str:
+        target = self.path(basis.digest)
+        if not target.exists():
+            meta = {"format": BASIS_FORMAT, "blocks": json.dumps(basis.blocks), "max_rank": json.dumps(basis.max_rank)}
+            tensors = {p: a.contiguous() for p, a in basis.a.items()}
+            atomic_write_with(target, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+        self._bases[basis.digest] = basis
+        return basis.digest
+
+    def load_basis(self, digest: str) -> LoraBasis:
+        if digest not in self._bases:
+            target = self.path(digest)
+            try:
+                with safe_open(str(target), framework="pt") as fh:
+                    meta = fh.metadata() or {}
+                    a = {k: fh.get_tensor(k) for k in fh.keys()}
+            except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+                raise EvoMergeError(f"LoRA basis file unreadable or missing: {target} "
+                                    f"({str(exc).splitlines()[0] if str(exc) else 'bad format'})") from None
+            if meta.get("format") != BASIS_FORMAT:
+                raise EvoMergeError(f"{target} is not an evo-merge LoRA basis")
+            basis = LoraBasis(a, [tuple(b) for b in json.loads(meta["blocks"])], json.loads(meta["max_rank"]))
+            basis.digest = basis._hash()
+            if basis.digest != digest:
+                raise EvoMergeError(f"LoRA basis file corrupted (checksum mismatch): {target}")
+            self._bases[digest] = basis
+        return self._bases[digest]
 
     def load(self, digest: str, device: torch.device | str = "cpu", verify: bool = True) -> Genome:
         """Read a genome; a missing, unreadable or altered file raises naming the file."""
@@ -72,7 +106,8 @@ class WeightStore:
             raise EvoMergeError(f"weight file {target} is not an evo-merge genome")
         layout = GenomeLayout(meta["kind"], tuple(json.loads(meta["names"])),
                               tuple(tuple(s) for s in json.loads(meta["shapes"])), flat.dtype)
-        if verify and content_hash(layout, flat) != digest:
+        basis = self.load_basis(meta["basis"]) if "basis" in meta else None
+        if verify and content_hash(layout, flat, basis) != digest:
             raise EvoMergeError(f"weight file corrupted (checksum mismatch): {target}")
-        genome = Genome(layout, flat)
+        genome = Genome(layout, flat, basis)
         return genome.to(device) if str(device) != "cpu" else genome
