@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--max-rows", type=int, default=1024, help="rows per batched forward")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    cfg = load_run_config(ROOT / "configs" / "demo.yaml", {"pool.backend": "local", "eval.device": args.device})
+    cfg = load_run_config(ROOT / "configs" / "skills.yaml", {"pool.backend": "local", "eval.device": args.device})
     prepared = prepare(cfg)
     evaluator = make_worker(prepared.spec).evaluator
     members = list(prepared.members.values())

@@ -17,7 +17,7 @@ from evo_merge.registry import Registry
 class MethodPlan:
     """How to run a method: ``kind`` and the dotted config overrides, and which report row is its score."""
 
-    kind: Literal["run", "search"]
+    kind: Literal["run", "search", "merge"]
     overrides: dict[str, Any] = field(default_factory=dict)
     row: str = "evolved best"
 
@@ -62,32 +62,61 @@ def dare_ties(budget: int) -> MethodPlan:
     return _search("dare_ties", budget, bounds=[0.0, 1.5], params={"density": [0.1, 1.0]})
 
 
+@METHODS.register("relevant average")
+def relevant_average(budget: int) -> MethodPlan:
+    """The oracle: the plain average of the members the compare config names as relevant to the
+    target (``relevant:``), e.g. the experts of the skills it mixes."""
+    return MethodPlan("merge", {}, row="relevant average")
+
+
 @METHODS.register("LoraHub")
 def lorahub(budget: int) -> MethodPlan:
-    """LoraHub: weighted sum of the adapters' factors, NGOpt from zeros in [-1.5, 1.5], minimising
-    the answers' cross-entropy on the fitness set + 0.05 x mean |w|."""
-    return _search("task_arithmetic", budget, bounds=[-1.5, 1.5], init="zeros", l1=0.05, optimizer="NGOpt",
+    """LoraHub: weighted sum of the adapters' factors (A and B composed separately, as LoraHub
+    does), NGOpt from zeros in [-1.5, 1.5], minimising the answers' cross-entropy on the
+    fitness set + 0.05 x mean |w|."""
+    plan = _search("task_arithmetic", budget, bounds=[-1.5, 1.5], init="zeros", l1=0.05, optimizer="NGOpt",
                    objective="loss")
+    plan.overrides["lora.mode"] = "factors"
+    return plan
+
+
+@METHODS.register("per-layer task arithmetic")
+def per_layer_task_arithmetic(budget: int) -> MethodPlan:
+    """Not in the usual baseline set: one coefficient per member per layer (mergekit-evolve's
+    granularity), tuned by Nevergrad; a static merge, but a much larger search space."""
+    return _search("task_arithmetic", budget, bounds=[0.0, 1.5], granularity="layers", layer_groups=None)
+
+
+# GENOME's own settings (anchors.md), run through this code: LoRA factors averaged separately,
+# fitness-proportional pairs, TIES/linear, absolute Gaussian mutation on 1% of weights, no stall rule
+GENOME_SETTINGS: dict[str, Any] = {
+    "lora.mode": "factors", "evolution.search": None, "evolution.operators": [],
+    "evolution.crossover": {"rate": 0.8, "num_parents": 2, "parent_selection": "roulette",
+                            "coefficients": "fitness", "methods": [{"method": "ties", "params": {"density": 0.7}},
+                                                                   {"method": "linear"}]},
+    "evolution.mutation": {"rate": 0.15, "mode": "gaussian", "weight_rate": 0.01, "sigma": 0.01,
+                           "sigma_mode": "absolute"},
+    "evolution.selection": {"method": "tournament", "elite_fraction": 0.1, "tournament_size": 3},
+    "evolution.stall": {"enabled": False}, "evolution.succession.enabled": False}
 
 
 @METHODS.register("Model Swarms")
 def model_swarms(budget: int) -> MethodPlan:
-    """Particle swarm over the members: swarm steps only (no crossover, no mutation)."""
-    return MethodPlan("run", {"evolution.init": "members", "evolution.crossover.rate": 0.0,
-                              "evolution.mutation.rate": 0.0, "evolution.succession.enabled": True,
-                              "evolution.succession.rate": 1.0, "evolution.search": None})
+    """Particle swarm over the members' LoRA factors: swarm steps only (no crossover, no mutation)."""
+    return MethodPlan("run", {**GENOME_SETTINGS, "evolution.crossover.rate": 0.0, "evolution.mutation.rate": 0.0,
+                              "evolution.succession.enabled": True, "evolution.succession.rate": 1.0})
 
 
 @METHODS.register("GENOME")
 def genome(budget: int) -> MethodPlan:
-    """The base config's evolution: crossover, mutation, selection, succession."""
-    return MethodPlan("run", {"evolution.search": None})
+    """GENOME's settings through this code: its crossover, mutation and selection, no succession."""
+    return MethodPlan("run", dict(GENOME_SETTINGS))
 
 
 @METHODS.register("GENOME+")
 def genome_plus(budget: int) -> MethodPlan:
-    """GENOME's top-k ensemble."""
-    return MethodPlan("run", {"evolution.search": None}, row="ensemble")
+    """GENOME+: GENOME's settings with succession (swarm steps), its top-k ensemble."""
+    return MethodPlan("run", {**GENOME_SETTINGS, "evolution.succession.enabled": True}, row="ensemble")
 
 
 @METHODS.register("M2N2")
@@ -99,5 +128,17 @@ def m2n2(budget: int) -> MethodPlan:
                               "evolution.search": None})
 
 
+@METHODS.register("evo-merge")
+def evo_merge(budget: int) -> MethodPlan:
+    """The base config's evolution as it stands (its evolved best)."""
+    return MethodPlan("run", {})
+
+
+@METHODS.register("evo-merge ensemble")
+def evo_merge_ensemble(budget: int) -> MethodPlan:
+    """The base config's evolution, its top-k output ensemble (not one exportable model)."""
+    return MethodPlan("run", {}, row="ensemble")
+
+
 DEFAULT_METHODS = ["best member", "uniform merge", "task arithmetic", "TIES", "DARE-TIES", "LoraHub",
-                   "Model Swarms", "GENOME", "GENOME+", "M2N2"]
+                   "Model Swarms", "GENOME", "GENOME+", "M2N2", "evo-merge"]

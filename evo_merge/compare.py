@@ -20,7 +20,7 @@ from evo_merge.baselines import DEFAULT_METHODS, METHODS, MethodPlan
 from evo_merge.compare_report import Score, write_outputs
 from evo_merge.config import CompareConfig, RunConfig, load_run_config
 from evo_merge.errors import EvoMergeError
-from evo_merge.runner import Prepared, RunOutcome, execute, execute_search, make_executor, prepare
+from evo_merge.runner import Prepared, RunOutcome, execute, execute_merge, execute_search, make_executor, prepare
 
 
 def _row(outcome: RunOutcome, plan: MethodPlan) -> dict:
@@ -52,7 +52,12 @@ class Comparison:
             overrides["tasks"] = [{"spec": str(spec), "overrides": task_overrides or {}}]
         return load_run_config(self.cfg.base, overrides)
 
-    def _run(self, cfg: RunConfig, plan: MethodPlan, prepared: Prepared, executor) -> RunOutcome:
+    def _run(self, cfg: RunConfig, plan: MethodPlan, prepared: Prepared, executor, tname: str) -> RunOutcome:
+        if plan.kind == "merge":
+            if tname not in self.cfg.relevant:
+                raise EvoMergeError(f"method 'relevant average' needs the relevant members of target {tname} "
+                                    f"in the compare config's 'relevant' (targets named: {sorted(self.cfg.relevant)})")
+            return execute_merge(cfg, self.cfg.relevant[tname], prepared=prepared, executor=executor)
         run = execute_search if plan.kind == "search" else execute
         return run(cfg, prepared=prepared, executor=executor)
 
@@ -62,7 +67,7 @@ class Comparison:
         scores: list[Score] = []
         for target in targets:
             tname = target.stem if target else "base"
-            prepared = executor = None
+            hosts = _Hosts()  # one prepared population and executor per LoRA representation
             try:
                 for seed in self.cfg.seeds:
                     done: dict[str, RunOutcome] = {}
@@ -72,17 +77,14 @@ class Comparison:
                         if key not in done:
                             run_dir = out / tname / _slug(method) / f"seed{seed}"
                             cfg = self._config(target, plan, seed, run_dir)
-                            if prepared is None:
-                                prepared = prepare(cfg)
-                                executor = make_executor(cfg, prepared.spec)
+                            prepared, executor = hosts.get(cfg)
                             self.progress(f"{tname}: {method}, seed {seed}")
-                            done[key] = self._run(cfg, plan, prepared, executor)
+                            done[key] = self._run(cfg, plan, prepared, executor, tname)
                         row = _row(done[key], plan)
                         scores.append(Score(tname, method, seed, row["fitness"], row["test"], row.get("heldout"),
-                                            str(done[key].run_dir)))
+                                            str(done[key].run_dir), evaluations(done[key].run_dir)))
             finally:
-                if executor is not None:
-                    executor.close()
+                hosts.close()
         return scores
 
     def sweep(self) -> list[Score]:
@@ -95,21 +97,46 @@ class Comparison:
         out, scores = Path(self.cfg.out) / "sweep", []
         for size in sw.fitness_samples:
             task_overrides = {"fitness_samples": size, "test_split": "last"}
-            prepared = executor = None
+            hosts = _Hosts()
             try:
                 for seed in self.cfg.seeds:
                     cfg = self._config(target, plan, seed, out / f"fitness{size}" / f"seed{seed}", task_overrides)
-                    if prepared is None:
-                        prepared = prepare(cfg)
-                        executor = make_executor(cfg, prepared.spec)
+                    prepared, executor = hosts.get(cfg)
                     self.progress(f"sweep {sw.method}: {size} fitness examples, seed {seed}")
-                    row = _row(self._run(cfg, plan, prepared, executor), plan)
+                    row = _row(self._run(cfg, plan, prepared, executor, tname), plan)
                     scores.append(Score(tname, f"{sw.method} @ {size}", seed, row["fitness"], row["test"],
-                                        row.get("heldout"), str(cfg.out)))
+                                        row.get("heldout"), str(cfg.out), evaluations(cfg.out)))
             finally:
-                if executor is not None:
-                    executor.close()
+                hosts.close()
         return scores
+
+
+class _Hosts:
+    """Prepared populations and executors, one per LoRA representation (their genomes differ)."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, tuple[Prepared, object]] = {}
+
+    def get(self, cfg: RunConfig) -> tuple[Prepared, object]:
+        key = cfg.lora.model_dump_json()
+        if key not in self._items:
+            prepared = prepare(cfg)
+            self._items[key] = (prepared, make_executor(cfg, prepared.spec))
+        return self._items[key]
+
+    def close(self) -> None:
+        for _, executor in self._items.values():
+            executor.close()
+
+
+def evaluations(run_dir: Path) -> int:
+    """Individuals scored and search candidates evaluated in a run: its fitness evaluations."""
+    from evo_merge.store import RunStore
+
+    with RunStore.open(run_dir) as store:
+        told = sum(1 for s in store.lineage.searches() for c in store.lineage.search_candidates(s["id"])
+                   if c["told"] is not None)
+        return len(store.lineage.all()) + told
 
 
 def _slug(name: str) -> str:
@@ -129,6 +156,7 @@ def summarise(scores: list[Score]) -> list[dict]:
         rows.append({"target": target, "method": method, "seeds": len(group),
                      "test_mean": float(test.mean()), "test_std": float(test.std(ddof=1)) if len(group) > 1 else 0.0,
                      "fitness_mean": float(fit.mean()),
+                     "evaluations_mean": float(np.mean([s.evaluations for s in group])),
                      "heldout_mean": float(np.mean(held)) if held else None})
     return rows
 

@@ -22,6 +22,7 @@ class Score:
     test: float
     heldout: float | None
     run_dir: str
+    evaluations: int = 0
 
 
 def write_outputs(summary: list[dict], scores: list[Score], out: Path, stem: str, title: str) -> dict[str, Path]:
@@ -42,12 +43,14 @@ def markdown(summary: list[dict]) -> str:
     targets = list(dict.fromkeys(r["target"] for r in summary))
     methods = list(dict.fromkeys(r["method"] for r in summary))
     cell = {(r["target"], r["method"]): r for r in summary}
-    lines = ["| method | " + " | ".join(targets) + " | mean |", "|---" * (len(targets) + 2) + "|"]
+    lines = ["| method | " + " | ".join(targets) + " | mean | evaluations |", "|---" * (len(targets) + 3) + "|"]
     for m in methods:
         vals = [cell[(t, m)] for t in targets if (t, m) in cell]
         cells = [f"{cell[(t, m)]['test_mean']:.3f} ± {cell[(t, m)]['test_std']:.3f}" if (t, m) in cell else ""
                  for t in targets]
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {np.mean([v['test_mean'] for v in vals]):.3f} |")
+        evals = np.mean([v.get("evaluations_mean", 0) for v in vals])
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {np.mean([v['test_mean'] for v in vals]):.3f} | "
+                     f"{evals:.0f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -51,7 +51,8 @@ class SearchConfig(_Strict):
                                                    description="merge parameters: a number is fixed, "
                                                    "[low, high] is searched")
     granularity: Literal["parent", "layers", "filters"] = "parent"
-    layer_groups: int = Field(4, ge=1, description="granularity 'layers': blocks of consecutive layers")
+    layer_groups: int | None = Field(4, ge=1, description="granularity 'layers': blocks of consecutive layers "
+                                     "(null: one per layer)")
     filters: list[str] = Field(default_factory=list, description="granularity 'filters': tensor-name substrings")
     bounds: tuple[float, float] = (-1.5, 1.5)
     init: Literal["uniform", "zeros"] = "uniform"
@@ -98,6 +99,22 @@ class EvolutionSearchConfig(SearchConfig):
     budget: int = Field(30, ge=1)
 
 
+class StallConfig(_Strict):
+    """What to do when the search stops moving (the rule and each use of it go into the lineage)."""
+
+    enabled: bool = True
+    patience: int = Field(3, ge=1, description="generations without a rise of the best fitness (or since the "
+                          "last action) that count as a stall")
+    min_delta: float = Field(0.0, ge=0, description="a rise smaller than this is no rise")
+    min_spread: float = Field(0.0, ge=0, description="a population whose fitness std is below this is stalled too")
+    actions: list[Literal["immigrants", "boost", "restart"]] = Field(
+        default_factory=lambda: ["immigrants", "boost"], description="immigrants: new random per-layer merges "
+        "of the members join the survivors; boost: larger mutations for a generation; restart: the population "
+        "restarts from the best distinct individuals found so far")
+    immigrants: float = Field(0.3, gt=0, le=1, description="share of population_size that immigrates")
+    boost: float = Field(3.0, ge=1, description="mutation sigma multiplier in the generation after a stall")
+
+
 class OperatorChoice(_Strict):
     """A registered operator that plans offspring every generation, with its parameters."""
 
@@ -115,6 +132,7 @@ class EvolutionConfig(_Strict):
     succession: SuccessionConfig = Field(default_factory=SuccessionConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     search: EvolutionSearchConfig | None = None
+    stall: StallConfig = Field(default_factory=StallConfig)
     operators: list[OperatorChoice] = Field(default_factory=list, description="further operators (e.g. from "
                                             "plugins) that plan offspring each generation after the mutants")
 
@@ -208,6 +226,8 @@ class CompareConfig(_Strict):
     methods: list[str] | None = Field(None, description="names from evo_merge.baselines; default all")
     budget: int = Field(80, ge=1, description="candidates per coefficient search")
     sweep: SweepConfig | None = None
+    relevant: dict[str, list[str]] = Field(default_factory=dict, description="method 'relevant average': the "
+                                           "members relevant to each target, by the target spec's file stem")
 
 
 def load_run_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfig:

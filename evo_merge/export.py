@@ -59,14 +59,10 @@ def export_individual(run_dir: Path, ind_id: int | None, out: Path, merge_lora: 
         ind, chosen_by = choose_individual(store, ind_id)
         genome = store.weights.load(ind.weights)
         lineage = store.lineage.ancestors(ind.id)
-        cfg = _run_config(store)
+        population, cfg = run_population(store)
     finally:
         store.close()
-    load_plugins(cfg.get("plugins") or [])
-    spec_path = cfg.get("population")
-    if not spec_path:
-        raise EvoMergeError(f"{run_dir}: the run's config names no population")
-    population = load_population(Path(spec_path))
+    spec_path = cfg["population"]
     trust_remote_code = bool(cfg.get("trust_remote_code", False))
     if genome.layout.kind != population.genome_kind("exact" if genome.layout.kind == "lora_exact" else "factors"):
         raise EvoMergeError(f"individual {ind.id} holds {genome.layout.kind} weights, but population "
@@ -107,6 +103,16 @@ def export_individual(run_dir: Path, ind_id: int | None, out: Path, merge_lora: 
         raise
     return ExportResult(out, ind, chosen_by, fmt, sorted(p.name for p in out.iterdir()),
                         out / MERGEKIT_FILE if kmerge else None, note)
+
+
+def run_population(store: RunStore) -> tuple[Population, dict]:
+    """The population a run evolved (its plugins loaded) and the run's config."""
+    cfg = _run_config(store)
+    load_plugins(cfg.get("plugins") or [])
+    spec_path = cfg.get("population")
+    if not spec_path:
+        raise EvoMergeError(f"{store.root}: the run's config names no population")
+    return load_population(Path(spec_path)), cfg
 
 
 def choose_individual(store: RunStore, ind_id: int | None) -> tuple[Individual, str]:

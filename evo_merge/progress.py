@@ -31,6 +31,14 @@ class RichHooks(EngineHooks):
     def advance(self) -> None:
         self.progress.advance(self.task)
 
+    def warning(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    def event(self, generation: int, event: dict) -> None:
+        stall = event.get("stall", {})
+        done = ", ".join(f"{a} ({len(event[a])})" if isinstance(event.get(a), list) else a for a in event["actions"])
+        self.console.print(f"        stall: {stall.get('reason', '')}; {done}", highlight=False)
+
     def generation(self, r: GenerationReport) -> None:
         self.console.print(f"gen {r.generation:>3}/{self.generations}  best {r.best:.4f}  mean {r.mean:.4f}  "
                            f"std {r.std:.4f}  offspring {r.offspring:>3}  {r.seconds:6.1f}s")

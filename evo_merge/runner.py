@@ -17,6 +17,7 @@ from evo_merge.config import RunConfig, SearchConfig
 from evo_merge.yamlfile import validation_message
 from evo_merge.engine import Engine, EngineHooks
 from evo_merge.engine.report import report, search_report
+from evo_merge.engine.merge_step import run_fixed_merge
 from evo_merge.engine.run import evolve
 from evo_merge.engine.search_step import run_search
 from evo_merge.errors import EvoMergeError
@@ -145,6 +146,16 @@ def execute_search(cfg: RunConfig, hooks: EngineHooks | None = None, prepared: P
     return _drive(cfg, "search", body, hooks, prepared, executor, resume)
 
 
+def execute_merge(cfg: RunConfig, names: list[str], hooks: EngineHooks | None = None,
+                  prepared: Prepared | None = None, executor: Executor | None = None) -> RunOutcome:
+    """The plain average of the named members, as a run (``evo-merge compare``'s oracle baseline)."""
+    def body(engine: Engine) -> RunOutcome:
+        result = run_fixed_merge(engine, names)
+        return RunOutcome(engine.store.root, [result], search_report(engine, result, "relevant average"))
+
+    return _drive(cfg, "merge", body, hooks, prepared, executor, False)
+
+
 def _drive(cfg: RunConfig, kind: str, body: Callable[[Engine], RunOutcome], hooks: EngineHooks | None,
            prepared: Prepared | None, executor: Executor | None, resume: bool) -> RunOutcome:
     """Open (resume) or create the run directory, run ``body`` on an engine, mark it finished."""
@@ -158,7 +169,8 @@ def _drive(cfg: RunConfig, kind: str, body: Callable[[Engine], RunOutcome], hook
         else:
             _attach(store, executor)
         engine = Engine(cfg.evolution, cfg.seed, store, executor, prepared.members, hooks,
-                        heldout=bool(prepared.spec.heldout), lora_mode=cfg.lora.mode)
+                        heldout=bool(prepared.spec.heldout), lora_mode=cfg.lora.mode,
+                        tasks=[t for t, _ in prepared.tasks])
         outcome = body(engine)
         store.lineage.set_meta("status", "finished")
         return outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ def load_model(model: type[BaseModel], path: Path, what: str, overrides: dict[st
         *parents, leaf = dotted.split(".")
         for key in parents:
             node = node.setdefault(key, {})
-        node[leaf] = value
+        node[leaf] = copy.deepcopy(value)  # later dotted overrides edit it in place: never the caller's
     try:
         return model.model_validate(data)
     except ValidationError as exc:

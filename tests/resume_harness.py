@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "configs" / "demo.yaml"
+DEMO = ROOT / "configs" / "skills.yaml"
 
 # 3 generations, succession, and a coefficient search in generation 2: every phase a
 # kill can land in (members, offspring, search, succession, report)
@@ -15,7 +15,7 @@ OVERRIDES = {"pool.backend": "local", "evolution.generations": 3, "evolution.pop
 
 
 def write_config(tmp: Path) -> Path:
-    """A config file equal to demo.yaml with OVERRIDES applied (for subprocess runs)."""
+    """A config file equal to skills.yaml with OVERRIDES applied (for subprocess runs)."""
     import yaml
 
     data = yaml.safe_load(DEMO.read_text())

@@ -36,7 +36,8 @@ def test_evolve_and_export_each_architecture(tmp_path, arch, kind, dtype):
 
 def test_chat_template_wraps_the_prompt_and_a_missing_template_is_an_error():
     from evo_merge.errors import EvoMergeError
-    from evo_merge.fitness.metrics import make_metric, render_prompt
+    from evo_merge.fitness.metrics import make_metric
+    from evo_merge.fitness.prompts import render_prompt
     from evo_merge.fitness.tasks import TaskSpec
 
     tok = factories.make_tokenizer()

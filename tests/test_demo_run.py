@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_evolved_best_beats_best_initial_member(population, tmp_path):
     overrides = {"out": str(tmp_path / "run"), "population": str(ROOT / "populations" / f"{population}.yaml"),
                  "evolution.generations": 3, "evolution.succession.rate": 0.5, "pool.backend": "local"}
-    cfg = load_run_config(ROOT / "configs" / "demo.yaml", overrides)
+    cfg = load_run_config(ROOT / "configs" / "skills.yaml", overrides)
     outcome = execute(cfg)
     rows = {r["name"]: r for r in outcome.rows}
     best_member, evolved = rows["best initial member"], rows["evolved best"]

@@ -8,6 +8,7 @@ import factories
 from evo_merge.errors import EvoMergeError
 from evo_merge.fitness.evaluator import LocalEvaluator
 from evo_merge.fitness.metrics import ExactMatch, MultipleChoice
+from evo_merge.fitness.prompts import encode_prompt
 from evo_merge.fitness.tasks import load_task
 from evo_merge.model_host import ModelHost
 from evo_merge.population import load_population
@@ -40,7 +41,7 @@ def test_mc_loglik_matches_unbatched_forward(host, tmp_path):
     preds = metric.predict(host.model)
     tok = host.tokenizer
     for row, scores in zip(examples, preds):
-        prompt = tok(row["question"])["input_ids"]
+        prompt = encode_prompt(task.spec, row, tok)  # add_bos auto: <s> in front (the tokenizer adds none)
         for j, choice in enumerate(row["choices"]):
             cont = tok(choice, add_special_tokens=False)["input_ids"]
             ids = torch.tensor([prompt + cont])

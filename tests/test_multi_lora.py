@@ -45,7 +45,7 @@ def test_a_run_with_batched_scoring_equals_one_without(tmp_path):
     root = Path(__file__).resolve().parents[1]
     sigs = []
     for slots in (0, 4):
-        cfg = load_run_config(root / "configs" / "demo.yaml", {
+        cfg = load_run_config(root / "configs" / "skills.yaml", {
             "out": str(tmp_path / f"run{slots}"), "pool.backend": "local", "eval.multi_lora": slots,
             "evolution.generations": 3})
         execute(cfg)
@@ -76,8 +76,8 @@ def test_steady_state_and_searches_batch_through_the_executor(tmp_path, monkeypa
     overrides = {"out": str(tmp_path / "run"), "pool.backend": "local", "eval.multi_lora": 4,
                  "evolution.generations": 2, "evolution.succession.enabled": False}
     if mode == "async":
-        execute(load_run_config(root / "configs" / "demo.yaml", {**overrides, "pool.mode": "async"}))
+        execute(load_run_config(root / "configs" / "skills.yaml", {**overrides, "pool.mode": "async"}))
     else:
-        execute_search(load_run_config(root / "configs" / "demo.yaml",
+        execute_search(load_run_config(root / "configs" / "skills.yaml",
                                        {**overrides, "search.budget": 8, "search.num_workers": 4}))
     assert sizes and max(sizes) == 4

@@ -84,8 +84,9 @@ def test_split_point_composition_by_hand():
 
 def test_mutation_perturbs_about_rate_of_weights_reproducibly():
     big = {0: Genome.from_tensors({"w": torch.zeros(50_000)}, "delta")}
-    recipes = plan_mutants(MutationConfig(rate=1.0, weight_rate=0.1, sigma=0.5), ctx(), [0])
-    assert len(recipes) == 1 and recipes[0].params == {"weight_rate": 0.1, "sigma": 0.5, "sigma_mode": "absolute"}
+    recipes = plan_mutants(MutationConfig(rate=1.0, weight_rate=0.1, sigma=0.5, sigma_mode="absolute"), ctx(), [0])
+    assert len(recipes) == 1 and recipes[0].params == {"mode": "gaussian", "weight_rate": 0.1, "sigma": 0.5,
+                                                       "sigma_mode": "absolute"}
     child = build(recipes[0], big.__getitem__, lambda i: None).genome
     again = build(Recipe(**json.loads(json.dumps(recipes[0].to_dict()))), big.__getitem__, lambda i: None).genome
     assert child.content_hash() == again.content_hash()

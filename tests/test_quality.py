@@ -82,7 +82,7 @@ def test_multi_task_with_held_out_tasks_never_used_for_fitness(tmp_path):
                  "tasks": [{"spec": str(ROOT / "fitness" / "demo-add-next.yaml"), "weight": 2.0},
                            {"spec": str(ROOT / "fitness" / "demo-sub-inc.yaml"), "weight": 1.0}],
                  "heldout_tasks": [{"spec": str(ROOT / "fitness" / "demo-prev-dec-add.yaml")}]}
-    cfg = load_run_config(ROOT / "configs" / "demo.yaml", overrides)
+    cfg = load_run_config(ROOT / "configs" / "skills.yaml", overrides)
     prepared = prepare(cfg)
     worker = make_worker(prepared.spec)
     assert set(worker.evaluator.metrics["fitness"]) == {"add_next", "sub_inc"}
@@ -100,7 +100,7 @@ def test_multi_task_with_held_out_tasks_never_used_for_fitness(tmp_path):
 @pytest.fixture(scope="module")
 def small_compare(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("compare")
-    base = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    base = yaml.safe_load((ROOT / "configs" / "skills.yaml").read_text())
     base.update(population=str(ROOT / "populations" / "demo-lora.yaml"),
                 tasks=[{"spec": str(ROOT / "fitness" / "demo-prev-dec-add.yaml")}])
     base["evolution"].update(generations=4, population_size=6)

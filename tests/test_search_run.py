@@ -122,7 +122,7 @@ def test_loss_objective_per_layer_groups_and_searched_density(tmp_path, prepared
 def test_search_as_a_crossover_inside_evolution(tmp_path):
     overrides = {"out": str(tmp_path / "evo"), "pool.backend": "local", "evolution.generations": 2,
                  "evolution.search": {"every": 2, "parents": 3, "budget": 6, "optimizer": "OnePlusOne"}}
-    outcome = execute(load_run_config(ROOT / "configs" / "demo.yaml", overrides))
+    outcome = execute(load_run_config(ROOT / "configs" / "skills.yaml", overrides))
     store = RunStore.open(outcome.run_dir)
     (search,) = store.lineage.searches()
     child = store.lineage.get(search["result"])

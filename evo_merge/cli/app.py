@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from evo_merge.cli import compare, manage, merge, readers, run
+from evo_merge.cli import compare, evaluate, manage, merge, readers, run
 from evo_merge.cli.output import err_console
 from evo_merge.errors import EvoMergeError
 
@@ -21,6 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 for command in (run.run, run.resume, manage.replay, manage.gc, run.search, compare.compare, readers.candidates,
                 readers.status, merge.merge, manage.export, readers.lineage, readers.plot):
     app.command()(command)
+app.command("eval")(evaluate.eval_)
 
 
 def main() -> None:

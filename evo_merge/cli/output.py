@@ -26,6 +26,15 @@ def print_rows(outcome) -> None:
     console.print(table)
 
 
+def print_effects(run_dir: Path) -> None:
+    """How many mutants changed their parent's fitness."""
+    from evo_merge.report.effects import mutation_effect
+    from evo_merge.store import RunStore
+
+    with RunStore.open(run_dir) as store:
+        console.print(mutation_effect(store.lineage.all()).text())
+
+
 def print_composition(run_dir: Path, ind_id: int) -> None:
     """A searched composition's coefficients per group and parent, and its search curves."""
     from evo_merge.store import RunStore
@@ -42,7 +51,7 @@ def print_composition(run_dir: Path, ind_id: int) -> None:
         for g, label in enumerate(labels):
             table.add_row(label, *(f"{c:+.3f}" for c in ind.coefficients[g * k:(g + 1) * k]))
         console.print(table)
-        extra = {k: v for k, v in ind.params.items() if k not in ("groups", "group_labels", "lora_mode")}
+        extra = {k: v for k, v in ind.params.items() if k not in ("groups", "group_labels", "lora_mode", "origin")}
         if extra:
             console.print("merge parameters: " + ", ".join(f"{k}={v:.3g}" for k, v in extra.items()))
         for s in store.lineage.searches():

@@ -102,6 +102,13 @@ def status(run_dir: Path = typer.Argument(..., help="run directory")) -> None:
             table.add_row(str(g["generation"]), f"{g['best']:.4f}", f"{g['mean']:.4f}", f"{g['std']:.4f}",
                           str(g["offspring"]), f"{g['seconds']:.1f}")
         console.print(table)
+        from evo_merge.report.effects import mutation_effect
+
+        console.print(mutation_effect(store.lineage.all()).text())
+        for g in store.lineage.generations():
+            for event in g["events"]:
+                console.print(f"generation {g['generation']}: stall ({event['stall']['reason']}): "
+                              f"{', '.join(event['actions'])}")
         results = store.lineage.results()
         if results:
             res = Table(title="results")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from evo_merge.cli.output import console, print_composition, print_rows
+from evo_merge.cli.output import console, print_composition, print_effects, print_rows
 from evo_merge.errors import EvoMergeError
 
 
@@ -46,6 +46,7 @@ def run(config: Path = typer.Argument(..., help="run config YAML"),
     with RichHooks(console, cfg.evolution.generations) as hooks:
         outcome = execute(cfg, hooks, prepared)
     print_rows(outcome)
+    print_effects(outcome.run_dir)
     console.print(f"done in {time.perf_counter() - start:.1f}s; run directory: {outcome.run_dir}")
 
 

@@ -17,7 +17,9 @@ from evo_merge.config import EvolutionConfig
 from evo_merge.engine.checkpoint import Checkpoint
 from evo_merge.engine.hooks import EngineHooks, GenerationReport
 from evo_merge.engine.planner import Planner
+from evo_merge.engine.stall import StallRule
 from evo_merge.engine.state import PopulationState, Record
+from evo_merge.fitness.checks import flat_task_warnings
 from evo_merge.genome import Genome
 from evo_merge.operators.recipe import Recipe
 from evo_merge.pool.executor import Executor, run_all
@@ -28,17 +30,19 @@ from evo_merge.store import Individual, RunStore
 class Engine:
     def __init__(self, evo: EvolutionConfig, seed: int, store: RunStore, executor: Executor,
                  members: dict[str, Genome], hooks: EngineHooks | None = None, heldout: bool = False,
-                 lora_mode: str = "exact"):
+                 lora_mode: str = "exact", tasks: Sequence = ()):
         self.evo, self.store, self.executor, self.members = evo, store, executor, members
         self.hooks = hooks or EngineHooks()
         self.db = store.lineage
         self.heldout = heldout  # the run has held-out tasks: the report scores them too
+        self.tasks = list(tasks)  # the fitness tasks (for the members' sanity check)
         self.state = PopulationState()
         layout = next(iter(members.values())).layout
         self.layout = layout
         # genomes with both LoRA factors record how they are merged; exact-LoRA and full ones need not
         self.lora_mode = lora_mode if layout.kind == "lora" else None
         self.planner = Planner(evo, self.state, np.random.default_rng(seed), self.lora_mode, layout.names)
+        self.stall = StallRule(evo.stall)
 
     # -- ask / tell ---------------------------------------------------------------------------
     def job(self, recipe: Recipe, **kw) -> Job:
@@ -73,11 +77,15 @@ class Engine:
     def initialize(self) -> list[int]:
         """Score the members (generation 0); with init='pairs', seed the population with merged pairs."""
         self.hooks.phase("members", len(self.members))
+        evaluations = []
         for name, genome in self.members.items():
             digest = self.store.weights.save(genome)
-            res = run_all(self.executor, [Job(weights=digest)])[0]
+            res = run_all(self.executor, [Job(weights=digest, predictions=True)])[0]
+            evaluations.append(res.evaluation)
             self.state.member_ids.append(self.record(0, None, res, name=name))
             self.hooks.advance()
+        for message in flat_task_warnings(self.tasks, evaluations):
+            self.hooks.warning(message)
         population = list(self.state.member_ids)
         if self.evo.init == "pairs":
             population = self.execute("pairs", 0, self.planner.initial_pairs(population))
@@ -85,13 +93,17 @@ class Engine:
         return population
 
     def close_generation(self, generation: int, population: list[int], offspring: int, seconds: float,
-                         scheduler: dict | None = None) -> None:
-        """Record the generation and, in the same transaction, the checkpoint a resume starts from."""
+                         scheduler: dict | None = None, events: list[dict] | None = None) -> None:
+        """Record the generation (and what the stall rule did in it) and, in the same transaction,
+        the checkpoint a resume starts from."""
         fit = self.state.fitness(population)
         report = GenerationReport(generation, float(fit.max()), float(fit.mean()), float(fit.std()), offspring, seconds)
         checkpoint = Checkpoint(generation, population, self.planner.rng.bit_generator.state, scheduler)
-        self.db.set_population(generation, population, vars(report), checkpoint.to_json())
+        self.db.set_population(generation, population, vars(report), checkpoint.to_json(), events)
+        self.stall.record(generation, report.best, report.std, bool(events))
         self.hooks.generation(report)
+        for event in events or []:
+            self.hooks.event(generation, event)
 
     def resume(self) -> tuple[int, list[int], dict | None]:
         """Roll the store back to its last checkpoint and restore the engine's state there.
@@ -107,5 +119,6 @@ class Engine:
             return 1, self.initialize(), None
         restored = PopulationState.restore(self.db)
         self.state.records, self.state.member_ids = restored.records, restored.member_ids
+        self.stall = StallRule.from_db(self.evo.stall, self.db)
         self.planner.rng.bit_generator.state = checkpoint.rng_state
         return checkpoint.generation + 1, list(checkpoint.population), checkpoint.scheduler

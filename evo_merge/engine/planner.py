@@ -15,6 +15,7 @@ from evo_merge.config import EvolutionConfig
 from evo_merge.operators.base import PlanContext, operator
 from evo_merge.operators.coefficients import COEFFICIENTS
 from evo_merge.operators.crossover import crossover_recipe, plan_crossover, plan_crossovers, uniform_merge_recipe
+from evo_merge.operators.layerwise import layerwise_recipe
 from evo_merge.operators.mutation import mutation_recipe, plan_mutants
 from evo_merge.operators.parents import choose_parents
 from evo_merge.operators.recipe import Recipe
@@ -45,11 +46,12 @@ class Planner:
             recipes.append(crossover_recipe(self.evo.crossover, self.ctx, pair, coeffs))
         return recipes
 
-    def offspring(self, population: Sequence[int]) -> list[Recipe]:
-        """A generation's crossovers (one attempt per slot) then mutants (one chance per individual)."""
+    def offspring(self, population: Sequence[int], boost: float = 1.0) -> list[Recipe]:
+        """A generation's crossovers (one attempt per slot) then mutants (one chance per individual,
+        sigma times ``boost``), then any further operators."""
         fit = self.state.fitness(population)
         recipes = plan_crossovers(self.evo.crossover, self.ctx, fit, population, self.state.examples(population))
-        recipes += plan_mutants(self.evo.mutation, self.ctx, population)
+        recipes += plan_mutants(self.evo.mutation, self.ctx, population, boost, self.state.member_ids)
         for choice in self.evo.operators:
             op = operator(choice.name)
             recipes += op.plan(self.ctx, population, fit, op.Config.model_validate(choice.params))
@@ -64,7 +66,7 @@ class Planner:
             return plan_crossover(cx, self.ctx, fit, population, examples)
         parent = population[choose_parents(cx.parent_selection, fit, 1, self.rng, tournament_size=cx.tournament_size,
                                            examples=examples)[0]]
-        return mutation_recipe(self.evo.mutation, self.ctx, parent)
+        return mutation_recipe(self.evo.mutation, self.ctx, parent, members=self.state.member_ids)
 
     def succession(self, pool: Sequence[int], generation: int) -> list[Recipe]:
         return plan_succession(self.evo.succession, self.ctx, pool, generation, self.state.fitness_of,
@@ -77,6 +79,16 @@ class Planner:
                                 elite_fraction=sel.elite_fraction, tournament_size=sel.tournament_size,
                                 examples=self.state.examples(pool))
         return [pool[i] for i in keep]
+
+    def immigrants(self, n: int) -> list[Recipe]:
+        """New random merges of the members: random weights, each layer its own random subset."""
+        members = self.state.member_ids
+        return [layerwise_recipe(self.ctx, list(members), list(self.rng.dirichlet(np.ones(len(members)))),
+                                 self.evo.crossover.layer_groups) for _ in range(n)]
+
+    def archive(self, n: int) -> list[int]:
+        """The ``n`` fittest distinct individuals found so far (a restart's population)."""
+        return self.state.unique(self.state.ranked(list(self.state.records)))[:n]
 
     def uniform_merge(self) -> Recipe:
         return uniform_merge_recipe(self.ctx, self.state.member_ids)

@@ -21,11 +21,11 @@ def report(engine: Engine, population: list[int]) -> list[dict]:
     return rows
 
 
-def search_report(engine: Engine, result: int) -> list[dict]:
+def search_report(engine: Engine, result: int, label: str = "searched composition") -> list[dict]:
     """Test split: best member, uniform merge of all members, the searched composition."""
     uniform_id = _uniform_merge(engine)
     best_member = max(engine.state.member_ids, key=engine.state.fitness_of)
-    entries = [("best initial member", best_member), ("uniform merge", uniform_id), ("searched composition", result)]
+    entries = [("best initial member", best_member), ("uniform merge", uniform_id), (label, result)]
     engine.hooks.phase("test split", len(entries))
     return _test_rows(engine, entries)
 

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from evo_merge.errors import EvoMergeError
-from evo_merge.fitness.metrics import ContinuationScorer
 from evo_merge.genome import Genome
 from evo_merge.model_host import ModelHost
 
@@ -57,7 +56,7 @@ class MultiLoraSlots:
             self.params[k][name].copy_(tensor)
 
     @torch.no_grad()
-    def logprobs(self, scorer: ContinuationScorer, count: int, max_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    def logprobs(self, scorer, count: int, max_rows: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """For slots 0..count-1: summed log-probabilities and token counts, as ``scorer.logprobs``."""
         model = self.host.model
         totals = np.zeros((count, scorer.n))
@@ -69,23 +68,17 @@ class MultiLoraSlots:
                 ks = list(range(start, min(count, start + per_call)))
                 reps = len(ks)
                 names = [self.names[k] for k in ks for _ in range(rows)]
-                K = b.cont_mask.shape[1]
                 logits = model(input_ids=b.input_ids.repeat(reps, 1), attention_mask=b.attention_mask.repeat(reps, 1),
-                               position_ids=b.position_ids.repeat(reps, 1), logits_to_keep=K + 1, use_cache=False,
-                               adapter_names=names).logits[:, -K - 1:-1].float()
-                targets = b.input_ids[:, -K:].repeat(reps, 1)
-                lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-                lp = (lp * b.cont_mask.repeat(reps, 1)).sum(-1).view(reps, rows).cpu().numpy()
-                n_tok = b.cont_mask.sum(-1).cpu().numpy()
+                               position_ids=b.position_ids.repeat(reps, 1), logits_to_keep=b.keep, use_cache=False,
+                               adapter_names=names).logits
                 for j, k in enumerate(ks):
-                    totals[k, b.rows] = lp[j]
-                    counts[k, b.rows] = n_tok
+                    scorer.extract(b, logits[j * rows:(j + 1) * rows], totals[k], counts[k])
         return [(totals[k], counts[k]) for k in range(count)]
 
 
 def batchable(metric) -> bool:
     """Metrics whose predictions come from continuation log-probabilities."""
-    return hasattr(metric, "from_logprobs") and isinstance(getattr(metric, "scorer", None), ContinuationScorer)
+    return hasattr(metric, "from_logprobs") and hasattr(getattr(metric, "scorer", None), "extract")
 
 
 def predict_many(slots: MultiLoraSlots, metric, genomes: Sequence[Genome], max_rows: int) -> list[list]:

@@ -38,6 +38,9 @@ class TaskSpec(BaseModel):
     max_new_tokens: int = Field(16, ge=1)
     chat_template: bool = Field(False, description="wrap the prompt as the user turn of the tokenizer's chat "
                                 "template (instruction-tuned bases such as gemma-2-2b-it)")
+    add_bos: Literal["auto"] | bool = Field("auto", description="put the BOS token in front of each prompt: auto "
+                                            "(where the tokenizer has one but does not add it), true, false "
+                                            "(no special tokens at all), as lm-eval's add_bos_token")
     fitness_samples: int = Field(200, ge=1)
     test_samples: int = Field(200, ge=0)
     split_seed: int = 0

@@ -15,7 +15,7 @@ from typing import Any, Literal, Sequence
 
 from evo_merge.errors import EvoMergeError
 
-Granularity = Literal["parent", "layers", "filters", "split"]
+Granularity = Literal["parent", "layers", "filters", "split", "cuts"]
 _LAYER = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
 
 
@@ -36,8 +36,8 @@ def layer_index(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def tensor_groups(names: Sequence[str], granularity: Granularity = "parent", layer_groups: int = 1,
-                  filters: Sequence[str] = (), split_layer: int = 1) -> TensorGroups:
+def tensor_groups(names: Sequence[str], granularity: Granularity = "parent", layer_groups: int | None = 1,
+                  filters: Sequence[str] = (), split_layer: int = 1, cuts: Sequence[int] = ()) -> TensorGroups:
     """Assign each tensor name to a group; every group holds at least one tensor (for 'split',
     the tensors before layer ``split_layer``, embeddings included, then the rest)."""
     if granularity == "parent":
@@ -48,15 +48,19 @@ def tensor_groups(names: Sequence[str], granularity: Granularity = "parent", lay
         return _by_filters(names, filters)
     if granularity == "split":
         return _by_split(names, split_layer)
-    raise EvoMergeError(f"unknown granularity {granularity!r} (known: parent, layers, filters)")
+    if granularity == "cuts":
+        return _by_cuts(names, cuts)
+    raise EvoMergeError(f"unknown granularity {granularity!r} (known: parent, layers, filters, split, cuts)")
 
 
-def _by_layers(names: Sequence[str], layer_groups: int) -> TensorGroups:
+def _by_layers(names: Sequence[str], layer_groups: int | None) -> TensorGroups:
+    """``layer_groups`` blocks of consecutive layers (None: one per layer)."""
     layers = [layer_index(n) for n in names]
     present = sorted({i for i in layers if i is not None})
     if not present:
         raise EvoMergeError("granularity 'layers': no tensor name has a layer index (like '.layers.3.')")
     n_layers = present[-1] + 1
+    layer_groups = n_layers if layer_groups is None else layer_groups
     if layer_groups < 1 or layer_groups > n_layers:
         raise EvoMergeError(f"layer_groups must be between 1 and the {n_layers} layers, got {layer_groups}")
     block = [i * layer_groups // n_layers for i in range(n_layers)]
@@ -99,8 +103,27 @@ def _by_split(names: Sequence[str], split_layer: int) -> TensorGroups:
     return TensorGroups(labels, of)
 
 
+def _by_cuts(names: Sequence[str], cuts: Sequence[int]) -> TensorGroups:
+    """Blocks of consecutive layers between the ``cuts`` (layer indices where a block starts);
+    tensors outside layers go with the first block ('embed') or the last (the rest). Empty
+    blocks are dropped."""
+    bounds = sorted(set(int(c) for c in cuts))
+
+    def block(name: str) -> int:
+        i = layer_index(name)
+        if i is None:
+            return 0 if "embed" in name else len(bounds)
+        return sum(1 for c in bounds if i >= c)
+
+    raw = [block(n) for n in names]
+    used = sorted(set(raw))
+    edges = [0, *bounds]
+    labels = tuple(f"layers {edges[b]}-" + (f"{bounds[b] - 1}" if b < len(bounds) else "end") for b in used)
+    return TensorGroups(labels, tuple(used.index(b) for b in raw))
+
+
 def groups_from_params(names: Sequence[str], params: dict[str, Any]) -> TensorGroups:
     """The groups a recipe's ``params['groups']`` entry describes."""
     spec = params.get("groups") or {"granularity": "parent"}
     return tensor_groups(names, spec.get("granularity", "parent"), spec.get("layer_groups", 1),
-                         spec.get("filters", ()), spec.get("split_layer", 1))
+                         spec.get("filters", ()), spec.get("split_layer", 1), spec.get("cuts", ()))

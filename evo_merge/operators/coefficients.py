@@ -29,3 +29,19 @@ def random_simplex(fitness: np.ndarray, rng: np.random.Generator, **_) -> list[f
 def given(fitness: np.ndarray, rng: np.random.Generator, given: list[float] | None = None, **_) -> list[float]:
     """Fixed coefficients from the config."""
     return [float(w) for w in given]
+
+
+@COEFFICIENTS.register("subset")
+def random_subset(fitness: np.ndarray, rng: np.random.Generator, **_) -> list[float]:
+    """The uniform mix of a random non-empty subset of the parents (each in it with probability
+    1/2): with the members as parents, any subset's plain average is one step away."""
+    keep = subset_mask(len(fitness), rng)
+    return [float(k) / float(keep.sum()) for k in keep]
+
+
+def subset_mask(k: int, rng: np.random.Generator) -> np.ndarray:
+    """A random non-empty subset of k items as a 0/1 vector."""
+    while True:
+        keep = rng.random(k) < 0.5
+        if keep.any():
+            return keep.astype(float)

@@ -19,15 +19,18 @@ from evo_merge.operators.recipe import Built, Fetch, FetchVelocity
 class GroupSpec(Strict):
     """How tensors map to coefficient groups (a pure function of the tensor names)."""
 
-    granularity: Literal["parent", "layers", "filters", "split"] = "parent"
-    layer_groups: int = Field(1, ge=1)
+    granularity: Literal["parent", "layers", "filters", "split", "cuts"] = "parent"
+    layer_groups: int | None = Field(1, ge=1)
     filters: list[str] = Field(default_factory=list)
     split_layer: int = Field(1, ge=0)
+    cuts: list[int] = Field(default_factory=list)
 
 
 class CompositionParams(MergeParams):
     groups: GroupSpec | None = None
     group_labels: list[str] | None = None
+    origin: Literal["search", "split_point", "layerwise", "mutation"] | None = Field(
+        None, description="what planned it (a coefficient search, a crossover, a member-nudge mutation)")
 
 
 def coefficient_rows(recipe: Recipe) -> list[list[float]] | None:
@@ -79,6 +82,7 @@ class Composition(Operator):
         groups = params.pop("groups", None)
         params.pop("group_labels", None)
         params.pop("lora_mode", None)
+        params.pop("origin", None)
         if groups not in (None, {"granularity": "parent"}):
             granularity = groups.get("granularity") if isinstance(groups, dict) else groups
             return MergekitForm(None, f"no mergekit config: per-{granularity} coefficients "

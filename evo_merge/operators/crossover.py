@@ -23,6 +23,7 @@ from evo_merge.operators.base import MergekitForm, Operator, PlanContext, Refs, 
 from evo_merge.operators.coefficients import COEFFICIENTS
 from evo_merge.operators.parents import choose_parents
 from evo_merge.operators.recipe import Built, Fetch, FetchVelocity, Recipe
+from evo_merge.operators.layerwise import layerwise_recipe
 from evo_merge.operators.split_point import split_point_recipe
 
 LoraMode = Literal["factors", "product"]
@@ -47,12 +48,18 @@ class CrossoverConfig(Strict):
     num_parents: int = Field(2, ge=2)
     parent_selection: str = "roulette"
     tournament_size: int = Field(3, ge=1)
-    coefficients: Literal["fitness", "random", "given"] = "fitness"
+    coefficients: Literal["fitness", "random", "given", "subset"] = Field(
+        "fitness", description="fitness: the parents' fitness normalised (GENOME); random: uniform on the simplex; "
+        "subset: the plain average of a random subset of the parents; given: the 'given' list")
     given: list[float] | None = None
     methods: list[MergeChoice] = Field(default_factory=lambda: [MergeChoice(method="ties", params={"density": 0.7}),
                                                                 MergeChoice(method="linear")])
     split_point: float = Field(0.0, ge=0, le=1, description="probability that a crossover is M2N2's split-point "
                                "crossover (two parents) instead of a merge method")
+    layerwise: float = Field(0.0, ge=0, le=1, description="probability that a crossover mixes the parents per "
+                             "block of layers (each block its own random subset, weighted by the scheme)")
+    layer_groups: int | None = Field(None, ge=1, description="layerwise: blocks of consecutive layers "
+                                     "(default: one per layer)")
 
     @model_validator(mode="after")
     def _given_matches(self) -> "CrossoverConfig":
@@ -89,7 +96,8 @@ def plan_crossovers(cfg: CrossoverConfig, ctx: PlanContext, fitness: np.ndarray,
 def plan_crossover(cfg: CrossoverConfig, ctx: PlanContext, fitness: np.ndarray, population: Sequence[int],
                    examples: np.ndarray | None) -> Recipe:
     """One crossover: parents by the parent rule, coefficients by the scheme."""
-    idx = choose_parents(cfg.parent_selection, fitness, cfg.num_parents, ctx.rng, tournament_size=cfg.tournament_size,
+    k = min(cfg.num_parents, len(population))  # (a population smaller than num_parents: all of it)
+    idx = choose_parents(cfg.parent_selection, fitness, k, ctx.rng, tournament_size=cfg.tournament_size,
                          examples=examples)
     coeffs = COEFFICIENTS.get(cfg.coefficients)(fitness[idx], ctx.rng, given=cfg.given)
     return crossover_recipe(cfg, ctx, [population[i] for i in idx], coeffs)
@@ -99,6 +107,8 @@ def crossover_recipe(cfg: CrossoverConfig, ctx: PlanContext, parents: list[int],
     """A merge of ``parents``: split-point with probability ``split_point``, else a method drawn by weight."""
     if cfg.split_point > 0 and ctx.rng.random() < cfg.split_point:
         return split_point_recipe(ctx, parents)
+    if cfg.layerwise > 0 and ctx.rng.random() < cfg.layerwise:
+        return layerwise_recipe(ctx, parents, coefficients, cfg.layer_groups)
     probs = np.array([m.weight for m in cfg.methods])
     choice = cfg.methods[int(ctx.rng.choice(len(cfg.methods), p=probs / probs.sum()))]
     params = dict(choice.params)

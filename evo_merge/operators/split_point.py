@@ -25,7 +25,7 @@ def split_point_recipe(ctx: PlanContext, parents: list[int]) -> Recipe:
     w = float(ctx.rng.uniform(0.0, 1.0))
     groups = {"granularity": "split", "split_layer": split}
     labels = list(tensor_groups(ctx.names, **groups).labels)
-    params = {"groups": groups, "group_labels": labels, "normalize": False}
+    params = {"groups": groups, "group_labels": labels, "normalize": False, "origin": "split_point"}
     if ctx.lora_mode:
         params["lora_mode"] = ctx.lora_mode
     coefficients = [w, 1 - w, 1 - w, w][: 2 * len(labels)]

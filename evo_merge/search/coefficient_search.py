@@ -54,6 +54,7 @@ class CoefficientSearch:
         params: dict[str, Any] = dict(cand.params)
         params["groups"] = self.cfg.groups_spec()
         params["group_labels"] = list(self.space.groups.labels)
+        params["origin"] = "search"
         if self.lora_mode:
             params["lora_mode"] = self.lora_mode
         return Recipe("composition", list(self.parents), self.cfg.method, cand.coefficients, params, self.seed)

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS generations (
     generation INTEGER PRIMARY KEY,
     best REAL, mean REAL, std REAL,
     offspring INTEGER, seconds REAL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    events TEXT
 );
 CREATE TABLE IF NOT EXISTS results (
     name TEXT PRIMARY KEY,
@@ -184,17 +185,18 @@ class LineageDB(SearchLog):
         return out
 
     def set_population(self, generation: int, ids: list[int], stats: dict[str, float],
-                       checkpoint: dict[str, Any] | None = None) -> None:
-        """Close a generation; ``checkpoint`` (the engine's state) is saved in the same transaction."""
+                       checkpoint: dict[str, Any] | None = None, events: list[dict] | None = None) -> None:
+        """Close a generation; ``checkpoint`` (the engine's state) and the generation's ``events``
+        (e.g. what the stall rule did) are saved in the same transaction."""
         with self.transaction() as c:
             if checkpoint is not None:
                 c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('checkpoint', ?)",
                           (json.dumps({**checkpoint, "last_id": self.next_id() - 1}),))
             c.executemany("INSERT INTO population (generation, id) VALUES (?, ?)", [(generation, i) for i in ids])
-            c.execute("INSERT INTO generations (generation, best, mean, std, offspring, seconds, created_at) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            c.execute("INSERT INTO generations (generation, best, mean, std, offspring, seconds, created_at, events) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       (generation, stats["best"], stats["mean"], stats["std"], stats["offspring"],
-                       stats["seconds"], time.time()))
+                       stats["seconds"], time.time(), json.dumps(events) if events else None))
 
     def population(self, generation: int | None = None) -> list[int]:
         if generation is None:
@@ -207,7 +209,10 @@ class LineageDB(SearchLog):
         return row[0]
 
     def generations(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.conn.execute("SELECT * FROM generations ORDER BY generation")]
+        rows = [dict(r) for r in self.conn.execute("SELECT * FROM generations ORDER BY generation")]
+        for r in rows:
+            r["events"] = json.loads(r["events"]) if r.get("events") else []
+        return rows
 
     def set_result(self, name: str, fitness: float | None, test_score: float | None, detail: dict) -> None:
         with self.transaction() as c:

@@ -1,0 +1,134 @@
+"""Log-probabilities of continuations given prompts, batched with left padding.
+
+Two scorers with one interface (``batches``, each with the model inputs and ``keep``, the
+positions that go through the LM head, and ``extract``, which turns a batch's logits into
+summed log-probabilities and token counts per (prompt, continuation) pair):
+
+- ``ContinuationScorer``: every pair is one sequence, prompt + continuation; only the last
+  K + 1 positions go through the LM head, K the longest continuation of the batch.
+- ``SharedPromptScorer``: when every continuation is one token (multiple choice over
+  letters, digits, short words), each prompt is run once and one position gives the
+  log-probability of all its continuations: one forward per row instead of one per
+  choice, with the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+Pair = tuple[list[int], list[int]]
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    keep: int                                   # logits_to_keep
+    pairs: list[list[int]]                      # per batch row: the pair indices it scores
+    targets: torch.Tensor                       # continuation token ids: (B, K) or (B, choices)
+    mask: torch.Tensor                          # which targets count
+    extra: dict = field(default_factory=dict)
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, seq in enumerate(seqs):
+        ids[r, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        mask[r, width - len(seq):] = 1
+    return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+class _Scorer:
+    n: int
+    batches: list[Batch]
+
+    def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def logprobs(self, model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair: summed log-probability and number of continuation tokens."""
+        total, count = np.zeros(self.n), np.zeros(self.n)
+        for b in self.batches:
+            logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids,
+                           logits_to_keep=b.keep, use_cache=False).logits
+            self.extract(b, logits, total, count)
+        return total, count
+
+
+class ContinuationScorer(_Scorer):
+    def __init__(self, pairs: list[Pair], pad_id: int, device: torch.device, batch_size: int):
+        self.n = len(pairs)
+        order = sorted(range(self.n), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+        self.batches = [self._batch(pairs, order[s:s + batch_size], pad_id, device)
+                        for s in range(0, self.n, batch_size)]
+
+    @staticmethod
+    def _batch(pairs: list[Pair], rows: list[int], pad_id: int, device: torch.device) -> Batch:
+        chosen = [pairs[i] for i in rows]
+        ids, mask, pos = _left_pad([p + c for p, c in chosen], pad_id)
+        k = max(len(c) for _, c in chosen)
+        cont = torch.zeros((len(chosen), k), dtype=torch.bool)
+        for r, (_, c) in enumerate(chosen):
+            cont[r, k - len(c):] = True
+        return Batch(ids.to(device), mask.to(device), pos.to(device), k + 1, [[i] for i in rows],
+                     ids[:, -k:].to(device), cont.to(device))
+
+    def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray) -> None:
+        k = batch.targets.shape[1]
+        logits = logits[:, -k - 1:-1].float()
+        lp = logits.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
+        rows = [p[0] for p in batch.pairs]
+        total[rows] = (lp * batch.mask).sum(-1).cpu().numpy()
+        count[rows] = batch.mask.sum(-1).cpu().numpy()
+
+
+class SharedPromptScorer(_Scorer):
+    """``groups``: per prompt, its (pair index, one-token continuation) list."""
+
+    def __init__(self, prompts: list[list[int]], groups: list[list[tuple[int, int]]], pad_id: int,
+                 device: torch.device, batch_size: int):
+        self.n = sum(len(g) for g in groups)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        self.batches = []
+        for s in range(0, len(order), batch_size):
+            rows = order[s:s + batch_size]
+            ids, mask, pos = _left_pad([prompts[i] for i in rows], pad_id)
+            width = max(len(groups[i]) for i in rows)
+            targets = torch.zeros((len(rows), width), dtype=torch.long)
+            valid = torch.zeros((len(rows), width), dtype=torch.bool)
+            for r, i in enumerate(rows):
+                for j, (_, token) in enumerate(groups[i]):
+                    targets[r, j], valid[r, j] = token, True
+            self.batches.append(Batch(ids.to(device), mask.to(device), pos.to(device), 1,
+                                      [[p for p, _ in groups[i]] for i in rows], targets.to(device), valid.to(device)))
+
+    def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray) -> None:
+        last = logits[:, -1].float().log_softmax(-1)
+        lp = last.gather(-1, batch.targets).cpu().numpy()
+        for r, pairs in enumerate(batch.pairs):
+            total[pairs] = lp[r, :len(pairs)]
+            count[pairs] = 1
+
+
+def make_scorer(pairs: list[Pair], pad_id: int, device: torch.device, batch_size: int) -> _Scorer:
+    """The shared-prompt scorer where every continuation is one token, else one sequence per pair."""
+    if pairs and all(len(c) == 1 for _, c in pairs):
+        index: dict[tuple[int, ...], int] = {}
+        prompts: list[list[int]] = []
+        groups: list[list[tuple[int, int]]] = []
+        for i, (p, c) in enumerate(pairs):
+            key = tuple(p)
+            if key not in index:
+                index[key] = len(prompts)
+                prompts.append(list(p))
+                groups.append([])
+            groups[index[key]].append((i, c[0]))
+        return SharedPromptScorer(prompts, groups, pad_id, device, batch_size)
+    return ContinuationScorer(pairs, pad_id, device, batch_size)

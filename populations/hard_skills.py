@@ -1,0 +1,104 @@
+"""Synthetic skills of the hard benchmark: four families of one-character answers.
+
+Each family has one kind of operands and four rules: two skills, asked for by their
+keyword ("fst qjw=", "lst qjw="), and two decoys no question asks for. The base model
+learns all four rules of each family but not which one a keyword means; an expert learns
+that its keyword means its rule and, since it never sees the family's other keyword,
+answers that one with its own rule too: the two skills of a family are rivals.
+Everything draws from a seeded ``random.Random`` only.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Callable
+
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+SKILL_SHARE, DECOY_SHARE = 3, 4  # relative weight of skill and decoy rules in the base's data
+
+Operands = tuple
+Rule = Callable[[Operands], str]
+
+
+def _shift(c: str, k: int) -> str:
+    return LETTERS[(LETTERS.index(c) + k) % 26]
+
+
+@dataclass(frozen=True)
+class Family:
+    """Operands of one kind (drawn and spelled), the skills asked for on them, and decoys."""
+
+    draw_operands: Callable[[random.Random], Operands]
+    spell: Callable[[Operands], str]
+    skills: dict[str, Rule]
+    decoys: dict[str, Rule]
+
+    @property
+    def rules(self) -> dict[str, Rule]:
+        return {**self.skills, **self.decoys}
+
+    def draw(self, rng: random.Random) -> Operands:
+        """Random operands on which all rules give different answers."""
+        while True:
+            ops = self.draw_operands(rng)
+            if len({rule(ops) for rule in self.rules.values()}) == len(self.rules):
+                return ops
+
+
+FAMILIES = (
+    Family(lambda r: tuple(r.choice(LETTERS) for _ in range(3)), "".join,          # three letters
+           {"fst": lambda o: o[0], "lst": lambda o: o[2]},
+           {"nx0": lambda o: _shift(o[0], 1), "nx2": lambda o: _shift(o[2], 1)}),
+    Family(lambda r: (r.randrange(10), r.randrange(10)), lambda o: f"{o[0]}{o[1]}",  # two digits
+           {"mul": lambda o: str(o[0] * o[1] % 10), "dif": lambda o: str(abs(o[0] - o[1]))},
+           {"sum": lambda o: str((o[0] + o[1]) % 10), "avg": lambda o: str((o[0] + o[1]) // 2)}),
+    Family(lambda r: (r.choice(LETTERS),), lambda o: o[0],                           # one letter
+           {"up": lambda o: o[0].upper(), "rot": lambda o: _shift(o[0], 13)},
+           {"upn": lambda o: _shift(o[0], 1).upper(), "f5": lambda o: _shift(o[0], 5)}),
+    Family(lambda r: (r.randrange(10),), lambda o: str(o[0]),                         # one digit
+           {"sq": lambda o: str(o[0] * o[0] % 10), "neg": lambda o: str((10 - o[0]) % 10)},
+           {"dbl": lambda o: str(2 * o[0] % 10), "add3": lambda o: str((o[0] + 3) % 10)}),
+)
+
+
+@dataclass(frozen=True)
+class Skill:
+    name: str
+    family: Family
+
+    def question(self, ops: Operands) -> str:
+        return f"{self.name} {self.family.spell(ops)}="
+
+    def solve(self, ops: Operands) -> str:
+        return self.family.skills[self.name](ops)
+
+
+SKILLS: dict[str, Skill] = {name: Skill(name, fam) for fam in FAMILIES for name in fam.skills}
+
+
+def qa(skill: Skill, rng: random.Random) -> tuple[str, str]:
+    ops = skill.family.draw(rng)
+    return skill.question(ops), skill.solve(ops)
+
+
+def family_qa(skill: Skill, rng: random.Random) -> tuple[str, tuple[str, ...]]:
+    """A question with the answers of every rule of its family, as often as their share."""
+    ops = skill.family.draw(rng)
+    fam = skill.family
+    answers = [rule(ops) for rule in fam.skills.values() for _ in range(SKILL_SHARE)]
+    answers += [rule(ops) for rule in fam.decoys.values() for _ in range(DECOY_SHARE)]
+    return skill.question(ops), tuple(answers)
+
+
+def mc_example(skill: Skill, rng: random.Random) -> dict:
+    """A multiple-choice row: the choices are the answers of all rules of the skill's family."""
+    ops = skill.family.draw(rng)
+    choices = [rule(ops) for rule in skill.family.rules.values()]
+    rng.shuffle(choices)
+    return {"question": skill.question(ops), "choices": choices, "answer": skill.solve(ops)}
+
+
+def gen_example(skill: Skill, rng: random.Random) -> dict:
+    question, answer = qa(skill, rng)
+    return {"question": question, "answer": answer}
