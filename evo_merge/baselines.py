@@ -125,7 +125,7 @@ def m2n2(budget: int) -> MethodPlan:
     return MethodPlan("run", {"evolution.crossover.split_point": 1.0, "evolution.crossover.num_parents": 2,
                               "evolution.crossover.parent_selection": "attraction",
                               "evolution.selection.method": "sharing", "evolution.succession.enabled": False,
-                              "evolution.search": None})
+                              "evolution.stall.enabled": False, "evolution.search": None})
 
 
 @METHODS.register("evo-merge")

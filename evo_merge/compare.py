@@ -140,6 +140,7 @@ def evaluations(run_dir: Path) -> int:
 
 
 def _slug(name: str) -> str:
+    name = name.replace("+", " plus")
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 

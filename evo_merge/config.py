@@ -99,6 +99,23 @@ class EvolutionSearchConfig(SearchConfig):
     budget: int = Field(30, ge=1)
 
 
+class RacingConfig(_Strict):
+    """Score offspring on a part of the fitness set first, on more only while they can still
+    enter the survivors (``engine/racing.py``)."""
+
+    enabled: bool = False
+    stages: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0], min_length=1,
+                                description="cumulative fractions of each task's fitness rows, ending at 1")
+    delta: float = Field(0.05, gt=0, lt=1, description="the Hoeffding bound's failure probability")
+
+    @model_validator(mode="after")
+    def _increasing(self) -> "RacingConfig":
+        s = self.stages
+        if any(not 0 <= a < b <= 1 for a, b in zip([0.0, *s], s)) or s[-1] != 1.0:
+            raise ValueError(f"stages must increase within (0, 1] and end at 1, got {s}")
+        return self
+
+
 class StallConfig(_Strict):
     """What to do when the search stops moving (the rule and each use of it go into the lineage)."""
 
@@ -133,6 +150,7 @@ class EvolutionConfig(_Strict):
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     search: EvolutionSearchConfig | None = None
     stall: StallConfig = Field(default_factory=StallConfig)
+    racing: RacingConfig = Field(default_factory=RacingConfig)
     operators: list[OperatorChoice] = Field(default_factory=list, description="further operators (e.g. from "
                                             "plugins) that plan offspring each generation after the mutants")
 

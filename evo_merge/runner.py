@@ -77,6 +77,19 @@ def check_search(search: SearchConfig, layout: GenomeLayout | None = None) -> No
         tensor_groups(layout.names, search.granularity, search.layer_groups, search.filters)
 
 
+def check_racing(tasks: list[tuple[Task, float]]) -> None:
+    """Racing's confidence bound needs per-example scores in [0, 1]."""
+    from evo_merge.fitness.metrics import METRICS
+
+    for task, _ in tasks:
+        metric = task.spec.metric
+        if task.spec.lm_eval is not None:
+            continue  # per-document metrics of lm-eval tasks (acc, exact_match) are in [0, 1]
+        if ":" in metric or not getattr(METRICS.get(metric), "bounded", False):
+            raise EvoMergeError(f"evolution.racing needs metrics with scores in [0, 1]; task {task.name} uses "
+                                f"{metric!r}")
+
+
 def prepare(cfg: RunConfig) -> Prepared:
     """Load and validate everything a run needs, without touching the run directory.
 
@@ -90,6 +103,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     members = population.load_genomes(cfg.lora.mode, cfg.lora.max_rank)
     tasks = [(load_task(t.spec, t.overrides), t.weight) for t in cfg.tasks]
     heldout = [(load_task(t.spec, t.overrides), t.weight) for t in cfg.heldout_tasks]
+    if cfg.evolution.racing.enabled:
+        check_racing(tasks)
     names = [t.name for t, _ in tasks + heldout]
     if len(set(names)) != len(names):
         raise EvoMergeError(f"task names must be distinct across tasks and heldout_tasks: {names}")
@@ -170,7 +185,7 @@ def _drive(cfg: RunConfig, kind: str, body: Callable[[Engine], RunOutcome], hook
             _attach(store, executor)
         engine = Engine(cfg.evolution, cfg.seed, store, executor, prepared.members, hooks,
                         heldout=bool(prepared.spec.heldout), lora_mode=cfg.lora.mode,
-                        tasks=[t for t, _ in prepared.tasks])
+                        tasks=prepared.tasks)
         outcome = body(engine)
         store.lineage.set_meta("status", "finished")
         return outcome

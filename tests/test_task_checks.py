@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import yaml
 
 import factories
@@ -98,3 +99,20 @@ def test_eval_command_scores_a_model_an_adapter_and_an_individual(cli, tiny_lora
     assert code == 0 and "individual 0 of" in out.replace("\n", ""), err
     code, out, err = cli("eval", str(run), task, "--split", "sideways")
     assert code == 2 and "--split must be one of" in err
+
+
+def test_choice_list_prompts_letter_the_choices_and_accept_index_letter_or_text():
+    from evo_merge.fitness.metrics import MultipleChoice
+    from evo_merge.fitness.prompts import choice_list, render_prompt
+
+    tok = factories.make_tokenizer()
+    s = spec(choices_in_prompt=True)
+    rows = [{"question": "1:2=", "choices": ["3", "4", "5"], "answer": a} for a in (1, "B", "4")]
+    for row in rows:
+        listing, continuations, index = choice_list(s, row)
+        assert (listing, continuations, index) == ("\nA. 3\nB. 4\nC. 5\nAnswer:", [" A", " B", " C"], 1)
+    assert render_prompt(s, rows[0], tok) == ("1:2=\nA. 3\nB. 4\nC. 5\nAnswer:", True)
+    metric = MultipleChoice(s, rows, tok, torch.device("cpu"), 8)
+    assert metric.answers == [1, 1, 1] and metric.spans == [(0, 3), (3, 6), (6, 9)]
+    with pytest.raises(EvoMergeError, match="neither an index, a letter nor a choice"):
+        choice_list(s, {"question": "q", "choices": ["3", "4"], "answer": "7"})

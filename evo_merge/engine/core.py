@@ -31,11 +31,13 @@ class Engine:
     def __init__(self, evo: EvolutionConfig, seed: int, store: RunStore, executor: Executor,
                  members: dict[str, Genome], hooks: EngineHooks | None = None, heldout: bool = False,
                  lora_mode: str = "exact", tasks: Sequence = ()):
+        """``tasks``: the fitness tasks and their weights."""
         self.evo, self.store, self.executor, self.members = evo, store, executor, members
         self.hooks = hooks or EngineHooks()
         self.db = store.lineage
         self.heldout = heldout  # the run has held-out tasks: the report scores them too
-        self.tasks = list(tasks)  # the fitness tasks (for the members' sanity check)
+        self.task_weights = list(tasks)  # (task, weight): for the members' sanity check and racing
+        self.tasks = [t for t, _ in self.task_weights]
         self.state = PopulationState()
         layout = next(iter(members.values())).layout
         self.layout = layout
@@ -58,8 +60,11 @@ class Engine:
         results = run_all(self.executor, [self.job(r) for r in recipes], on_done=lambda _: self.hooks.advance())
         return [self.record(generation, r, res) for r, res in zip(recipes, results)]
 
-    def record(self, generation: int, recipe: Recipe | None, res: JobResult, name: str | None = None) -> int:
-        """Tell one result to the lineage (one transaction) and to the population state."""
+    def record(self, generation: int, recipe: Recipe | None, res: JobResult, name: str | None = None,
+               rows: int | None = None, eligible: bool = True) -> int:
+        """Tell one result to the lineage (one transaction) and to the population state. ``rows``:
+        fitness rows scored, if racing stopped it early (``eligible=False``: it takes no part
+        in selection)."""
         ind_id = self.db.next_id()
         ev = res.evaluation
         own = self.state.own_best(recipe, ind_id, ev.score)
@@ -69,8 +74,9 @@ class Engine:
         self.db.add(Individual(
             **made, id=ind_id, generation=generation, name=name, weights=res.weights, velocity=res.velocity,
             personal_best=own, fitness=ev.score, task_scores=ev.task_scores, build_seconds=res.build_seconds,
-            eval_seconds=ev.seconds, worker=res.worker, node=res.node), example_scores=examples)
-        self.state.records[ind_id] = Record(ev.score, res.weights, res.velocity, own, examples)
+            eval_seconds=ev.seconds, worker=res.worker, node=res.node, fitness_rows=rows,
+            partial=not eligible), example_scores=examples)
+        self.state.records[ind_id] = Record(ev.score, res.weights, res.velocity, own, examples, eligible)
         return ind_id
 
     # -- the start, generations, resume -------------------------------------------------------

@@ -8,6 +8,7 @@ import math
 import time
 
 from evo_merge.engine.core import Engine
+from evo_merge.engine.racing import race
 from evo_merge.engine.search_step import search
 
 
@@ -20,7 +21,12 @@ def run_generations(engine: Engine, start: int, population: list[int]) -> list[i
 def generation(engine: Engine, g: int, population: list[int]) -> list[int]:
     begin = time.perf_counter()
     population, immigrants, boost, events = _unstall(engine, g, population)
-    children = immigrants + engine.execute("offspring", g, engine.planner.offspring(population, boost))
+    recipes = engine.planner.offspring(population, boost)
+    if engine.evo.racing.enabled:
+        cut = float(engine.state.fitness(population).min())
+        children = immigrants + race(engine, "offspring", g, recipes, cut)
+    else:
+        children = immigrants + engine.execute("offspring", g, recipes)
     sc = engine.evo.search
     if sc is not None and g % sc.every == 0:
         children.append(search(engine, g, population + children, sc))

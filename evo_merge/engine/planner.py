@@ -88,7 +88,8 @@ class Planner:
 
     def archive(self, n: int) -> list[int]:
         """The ``n`` fittest distinct individuals found so far (a restart's population)."""
-        return self.state.unique(self.state.ranked(list(self.state.records)))[:n]
+        eligible = [i for i, r in self.state.records.items() if r.eligible]
+        return self.state.unique(self.state.ranked(eligible))[:n]
 
     def uniform_merge(self) -> Recipe:
         return uniform_merge_recipe(self.ctx, self.state.member_ids)

@@ -23,6 +23,7 @@ class Record:
     velocity: str | None
     own_best: int
     examples: np.ndarray | None = None  # per-example fitness-split scores (niche operators)
+    eligible: bool = True               # False: racing stopped it on part of the fitness set
 
 
 class PopulationState:
@@ -81,7 +82,8 @@ class PopulationState:
         examples = db.example_scores()
         for ind in db.all():
             own = ind.personal_best if ind.personal_best is not None else ind.id
-            state.records[ind.id] = Record(ind.fitness, ind.weights, ind.velocity, own, examples.get(ind.id))
+            state.records[ind.id] = Record(ind.fitness, ind.weights, ind.velocity, own, examples.get(ind.id),
+                                           not ind.partial)
             if ind.operator == "member":
                 state.member_ids.append(ind.id)
         return state

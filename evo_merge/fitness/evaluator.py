@@ -8,6 +8,7 @@ no fitness ever used, scored only in the report.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
@@ -20,6 +21,7 @@ from evo_merge.genome import Genome
 from evo_merge.model_host import ModelHost
 
 SPLITS = ("fitness", "test", "heldout")
+SLICE = re.compile(r"fitness\[([0-9.]+):([0-9.]+)\]")
 
 
 @dataclass
@@ -67,10 +69,25 @@ class LocalEvaluator:
             for split, pairs in sources.items()
         }
 
+    def _split(self, split: str) -> dict[str, Metric]:
+        """The metrics of a split; ``fitness[lo:hi]`` is the part of each task's fitness rows from
+        fraction lo to hi (racing scores offspring a part at a time)."""
+        if split not in self.metrics:
+            m = SLICE.fullmatch(split)
+            if m is None:
+                raise ValueError(f"unknown split {split!r}")
+            lo, hi = float(m.group(1)), float(m.group(2))
+            self.metrics[split] = {
+                t.name: make_metric(t.spec, rows[int(lo * len(rows)):int(hi * len(rows))], self.host.tokenizer,
+                                    self.host.device, self.batch_size)
+                for t, _ in self.tasks if (rows := t.examples("fitness"))[int(lo * len(rows)):int(hi * len(rows))]}
+            self.split_weights[split] = self.split_weights["fitness"]
+        return self.metrics[split]
+
     def evaluate(self, genome: Genome, split: str = "fitness", loss: bool = False) -> Evaluation:
         start = time.perf_counter()
         self.host.install(genome)
-        preds = {name: m.predict(self.host.model) for name, m in self.metrics[split].items()}
+        preds = {name: m.predict(self.host.model) for name, m in self._split(split).items()}
         ev = self._from_predictions(preds, split)
         if loss:
             ev.loss = self._loss(split)
@@ -83,7 +100,7 @@ class LocalEvaluator:
         in one forward (see ``multi_lora.py``); other tasks and populations: one pass each."""
         from evo_merge.fitness.multi_lora import MultiLoraSlots, batchable, predict_many
 
-        metrics = self.metrics[split]
+        metrics = self._split(split)
         if self.host.layout.kind not in ("lora", "lora_exact") or len(genomes) < 2 or not all(map(batchable, metrics.values())):
             return [self.evaluate(g, split) for g in genomes]
         start = time.perf_counter()

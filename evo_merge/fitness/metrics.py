@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from evo_merge.errors import EvoMergeError
-from evo_merge.fitness.prompts import encode, encode_prompt, left_pad, make_decoder
+from evo_merge.fitness.prompts import LETTERS, choice_list, encode, encode_prompt, left_pad, make_decoder
 from evo_merge.fitness.scoring import make_scorer
 from evo_merge.fitness.tasks import TaskSpec
 from evo_merge.registry import Registry
@@ -37,6 +37,10 @@ METRICS: Registry[MetricFactory] = Registry("metric")
 def make_metric(spec: TaskSpec, examples: list[dict[str, Any]], tokenizer: Any, device: torch.device,
                 batch_size: int) -> Metric:
     """The metric named by ``spec.metric``, prepared for ``examples``."""
+    if spec.lm_eval is not None:
+        from evo_merge.fitness.lm_eval_task import LmEvalMetric
+
+        return LmEvalMetric(spec, examples, tokenizer, device, batch_size)
     if ":" in spec.metric:
         return CallableMetric(spec, examples, tokenizer, _import_callable(spec.metric))
     return METRICS.get(spec.metric)(spec, examples, tokenizer, device, batch_size)
@@ -46,18 +50,24 @@ def make_metric(spec: TaskSpec, examples: list[dict[str, Any]], tokenizer: Any, 
 class MultipleChoice:
     """Accuracy of the highest log-likelihood choice; ensembles average choice log-probs."""
 
+    bounded = True  # per-example scores in [0, 1] (racing needs that)
+
     def __init__(self, spec, examples, tokenizer, device, batch_size):
         self.answers, pairs, self.spans = [], [], []
         for i, row in enumerate(examples):
-            choices = [str(c) for c in row[spec.choices_field]]
-            answer = str(row[spec.answer_field])
-            if answer not in choices:
-                raise EvoMergeError(f"task {spec.name}: example {i}: answer {answer!r} is not among its choices")
+            if spec.choices_in_prompt:
+                _, choices, index = choice_list(spec, row)
+            else:
+                choices = [str(c) for c in row[spec.choices_field]]
+                answer = str(row[spec.answer_field])
+                if answer not in choices:
+                    raise EvoMergeError(f"task {spec.name}: example {i}: answer {answer!r} is not among its choices")
+                index = choices.index(answer)
             prompt = encode_prompt(spec, row, tokenizer)
             start = len(pairs)
             pairs.extend((prompt, encode(tokenizer, c)) for c in choices)
             self.spans.append((start, len(pairs)))
-            self.answers.append(choices.index(answer))
+            self.answers.append(index)
         self.scorer = make_scorer(pairs, tokenizer.pad_token_id, device, batch_size)
 
     def predict(self, model):
@@ -101,10 +111,13 @@ class NegativeLoss:
 class ExactMatch:
     """Greedy generation, answer extracted by ``answer_regex``; ensembles vote per example."""
 
+    bounded = True
+
     def __init__(self, spec, examples, tokenizer, device, batch_size):
         self.spec, self.tokenizer, self.device, self.batch_size = spec, tokenizer, device, batch_size
         self.prompts = [encode_prompt(spec, row, tokenizer) for row in examples]
-        self.answers = [str(row[spec.answer_field]).strip() for row in examples]
+        self.answers = [LETTERS[choice_list(spec, row)[2]] if spec.choices_in_prompt else str(row[spec.answer_field]).strip()
+                        for row in examples]
         self.decode = make_decoder(tokenizer, self.answers)
         try:
             self.regex = re.compile(spec.answer_regex) if spec.answer_regex else None

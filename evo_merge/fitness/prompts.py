@@ -17,14 +17,40 @@ import torch
 from evo_merge.errors import EvoMergeError
 
 
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def choice_list(spec, row: dict[str, Any]) -> tuple[str, list[str], int]:
+    """``choices_in_prompt`` (MMLU / ARC style): the lines listing the choices after the
+    question, the scored continuations (" A", " B", ...) and the answer's index. The answer
+    field may hold the index, the letter or the choice's text."""
+    choices = [str(c) for c in row[spec.choices_field]]
+    if len(choices) > len(LETTERS):
+        raise EvoMergeError(f"task {spec.name}: {len(choices)} choices, at most {len(LETTERS)} can be lettered")
+    answer = row[spec.answer_field]
+    text = str(answer).strip()
+    if isinstance(answer, int) and not isinstance(answer, bool) and 0 <= answer < len(choices):
+        index = answer
+    elif len(text) == 1 and text.upper() in LETTERS[:len(choices)]:
+        index = LETTERS.index(text.upper())
+    elif text in choices:
+        index = choices.index(text)
+    else:
+        raise EvoMergeError(f"task {spec.name}: answer {answer!r} is neither an index, a letter nor a choice")
+    listing = "".join(f"\n{LETTERS[i]}. {c}" for i, c in enumerate(choices)) + f"\n{spec.answer_prefix}"
+    return listing, [f" {LETTERS[i]}" for i in range(len(choices))], index
+
+
 def render_prompt(spec, row: dict[str, Any], tokenizer: Any) -> tuple[str, bool]:
     """The prompt text, and whether the tokenizer should add its special tokens to it: with
     ``chat_template`` the prompt is the user turn of the tokenizer's chat template, which
-    brings its own."""
+    brings its own. With ``choices_in_prompt`` the lettered choices follow the question."""
     try:
         text = spec.prompt.format(**row)
     except (KeyError, IndexError, AttributeError, ValueError) as exc:
         raise EvoMergeError(f"task {spec.name}: prompt template cannot be filled: {exc!r}") from None
+    if getattr(spec, "choices_in_prompt", False):
+        text += choice_list(spec, row)[0]
     if not spec.chat_template:
         return text, True
     if not getattr(tokenizer, "chat_template", None):

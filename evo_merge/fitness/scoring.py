@@ -48,18 +48,21 @@ class _Scorer:
     n: int
     batches: list[Batch]
 
-    def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray) -> None:
+    def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray,
+                greedy: np.ndarray | None = None) -> None:
         raise NotImplementedError
 
     @torch.no_grad()
-    def logprobs(self, model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
-        """Per pair: summed log-probability and number of continuation tokens."""
+    def logprobs(self, model: torch.nn.Module, greedy: bool = False):
+        """Per pair: summed log-probability and number of continuation tokens (and, with
+        ``greedy``, whether greedy decoding would produce the continuation)."""
         total, count = np.zeros(self.n), np.zeros(self.n)
+        is_greedy = np.zeros(self.n, dtype=bool) if greedy else None
         for b in self.batches:
             logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids,
                            logits_to_keep=b.keep, use_cache=False).logits
-            self.extract(b, logits, total, count)
-        return total, count
+            self.extract(b, logits, total, count, is_greedy)
+        return (total, count, is_greedy) if greedy else (total, count)
 
 
 class ContinuationScorer(_Scorer):
@@ -80,13 +83,16 @@ class ContinuationScorer(_Scorer):
         return Batch(ids.to(device), mask.to(device), pos.to(device), k + 1, [[i] for i in rows],
                      ids[:, -k:].to(device), cont.to(device))
 
-    def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray) -> None:
+    def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray,
+                greedy: np.ndarray | None = None) -> None:
         k = batch.targets.shape[1]
         logits = logits[:, -k - 1:-1].float()
         lp = logits.gather(-1, batch.targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
         rows = [p[0] for p in batch.pairs]
         total[rows] = (lp * batch.mask).sum(-1).cpu().numpy()
         count[rows] = batch.mask.sum(-1).cpu().numpy()
+        if greedy is not None:
+            greedy[rows] = ((logits.argmax(-1) == batch.targets) | ~batch.mask).all(-1).cpu().numpy()
 
 
 class SharedPromptScorer(_Scorer):
@@ -109,12 +115,17 @@ class SharedPromptScorer(_Scorer):
             self.batches.append(Batch(ids.to(device), mask.to(device), pos.to(device), 1,
                                       [[p for p, _ in groups[i]] for i in rows], targets.to(device), valid.to(device)))
 
-    def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray) -> None:
+    def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray,
+                greedy: np.ndarray | None = None) -> None:
         last = logits[:, -1].float().log_softmax(-1)
         lp = last.gather(-1, batch.targets).cpu().numpy()
+        best = last.argmax(-1).cpu().numpy()
+        targets = batch.targets.cpu().numpy()
         for r, pairs in enumerate(batch.pairs):
             total[pairs] = lp[r, :len(pairs)]
             count[pairs] = 1
+            if greedy is not None:
+                greedy[pairs] = targets[r, :len(pairs)] == best[r]
 
 
 def make_scorer(pairs: list[Pair], pad_id: int, device: torch.device, batch_size: int) -> _Scorer:

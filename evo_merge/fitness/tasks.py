@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evo_merge.yamlfile import load_model
 from evo_merge.errors import EvoMergeError
+from evo_merge.fitness.lm_eval_task import LmEvalSpec
 
 LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
@@ -29,7 +30,9 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     description: str = ""
-    dataset: DatasetSpec
+    dataset: DatasetSpec | None = None
+    lm_eval: LmEvalSpec | None = Field(None, description="an lm-eval-harness task instead of dataset and prompt: "
+                                       "lm-eval builds the requests and computes the metric")
     prompt: str = "{question}"
     answer_field: str = "answer"
     choices_field: str | None = None
@@ -38,6 +41,9 @@ class TaskSpec(BaseModel):
     max_new_tokens: int = Field(16, ge=1)
     chat_template: bool = Field(False, description="wrap the prompt as the user turn of the tokenizer's chat "
                                 "template (instruction-tuned bases such as gemma-2-2b-it)")
+    choices_in_prompt: bool = Field(False, description="list the choices after the question as 'A. ...', "
+                                    "followed by answer_prefix; the letters are what is scored (MMLU, ARC)")
+    answer_prefix: str = "Answer:"
     add_bos: Literal["auto"] | bool = Field("auto", description="put the BOS token in front of each prompt: auto "
                                             "(where the tokenizer has one but does not add it), true, false "
                                             "(no special tokens at all), as lm-eval's add_bos_token")
@@ -50,8 +56,14 @@ class TaskSpec(BaseModel):
 
     @model_validator(mode="after")
     def _mc_needs_choices(self) -> "TaskSpec":
-        if self.metric == "mc_loglik" and not self.choices_field:
-            raise ValueError("metric mc_loglik needs choices_field")
+        if (self.dataset is None) == (self.lm_eval is None):
+            raise ValueError("give either dataset (with prompt, answer_field, metric) or lm_eval")
+        if self.lm_eval is not None:
+            self.metric = "lm_eval"
+            return self
+        if (self.metric == "mc_loglik" or self.choices_in_prompt) and not self.choices_field:
+            raise ValueError(f"{'choices_in_prompt' if self.choices_in_prompt else 'metric mc_loglik'} needs "
+                             "choices_field")
         return self
 
 
@@ -77,14 +89,21 @@ def load_task(spec_path: Path, overrides: dict[str, Any] | None = None) -> Task:
     """Read a task spec, load its dataset and split it with the spec's seed."""
     spec_path = Path(spec_path)
     spec: TaskSpec = load_model(TaskSpec, spec_path, "task spec", overrides)
-    rows = _load_rows(spec, spec_path.resolve().parent)
+    if spec.lm_eval is not None:
+        from evo_merge.fitness.lm_eval_task import lm_eval_documents, resolve_include_path
+
+        spec.lm_eval = resolve_include_path(spec.lm_eval, spec_path.resolve().parent)
+        rows = lm_eval_documents(spec.lm_eval)
+    else:
+        rows = _load_rows(spec, spec_path.resolve().parent)
     need = spec.fitness_samples + spec.test_samples
     if not rows:
         raise EvoMergeError(f"task {spec.name}: dataset is empty")
     if len(rows) < need:
         raise EvoMergeError(f"task {spec.name}: dataset has {len(rows)} examples, fewer than "
                             f"fitness_samples + test_samples = {need}")
-    _check_fields(spec, rows[0])
+    if spec.lm_eval is None:
+        _check_fields(spec, rows[0])
     order = np.random.default_rng(spec.split_seed).permutation(len(rows))
     fit = [rows[i] for i in order[: spec.fitness_samples]]
     start = spec.fitness_samples if spec.test_split == "after_fitness" else len(rows) - spec.test_samples

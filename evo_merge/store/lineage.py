@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS individuals (
     eval_seconds REAL,
     worker TEXT,
     node TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    fitness_rows INTEGER,
+    partial INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS population (
     generation INTEGER NOT NULL,
@@ -111,6 +113,8 @@ class Individual(Recipe):
     worker: str | None = None
     node: str | None = None
     created_at: float = 0.0
+    fitness_rows: int | None = None  # racing: fitness rows this score rests on (None: all of them)
+    partial: bool = False            # racing stopped it before the whole fitness set
 
 
 class LineageDB(SearchLog):

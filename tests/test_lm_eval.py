@@ -1,0 +1,84 @@
+"""lm-eval-harness tasks as fitness: the same per-document scores as lm-eval's own evaluation of
+the same model, and a whole evolution run driven by an lm-eval task (local task YAMLs, no hub)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import factories
+from evo_merge.errors import EvoMergeError
+
+lm_eval = pytest.importorskip("lm_eval")
+SOURCE = Path(__file__).parent / "data" / "lm_eval_tasks"
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory) -> Path:
+    """The test tasks with their data file's absolute path (lm-eval reads data_files from the cwd)."""
+    out = tmp_path_factory.mktemp("lm_eval_tasks")
+    for spec in SOURCE.glob("*.yaml"):
+        (out / spec.name).write_text(spec.read_text().replace("tiny_sums.jsonl", str(SOURCE / "tiny_sums.jsonl")))
+    return out
+
+
+def spec_file(tmp_path: Path, task_dir: Path, task: str, **extra) -> Path:
+    path = tmp_path / f"{task}.yaml"
+    path.write_text(yaml.safe_dump({"name": task, "lm_eval": {"task": task, "include_path": str(task_dir)},
+                                    "fitness_samples": 30, "test_samples": 20, **extra}))
+    return path
+
+
+@pytest.mark.parametrize("task,metric", [("tiny_mc", "acc"), ("tiny_gen", "exact_match")])
+def test_scores_equal_lm_evals_own_document_by_document(task_dir, task, metric):
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    from evo_merge.fitness.lm_eval_task import DOC_ID, LmEvalSpec, lm_eval_documents
+    from evo_merge.fitness.metrics import make_metric
+    from evo_merge.fitness.tasks import TaskSpec
+
+    model, tok = factories.make_arch_model("llama").eval(), factories.make_tokenizer()
+    spec = TaskSpec(name=task, lm_eval=LmEvalSpec(task=task, include_path=str(task_dir)))
+    docs = lm_eval_documents(spec.lm_eval)
+    ours = make_metric(spec, docs, tok, torch.device("cpu"), 16)
+    scores = ours.score(ours.predict(model))
+    result = lm_eval.simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, batch_size=16), tasks=[task],
+                                     task_manager=TaskManager(include_path=str(task_dir)), log_samples=True,
+                                     verbosity="ERROR")
+    theirs = {s["doc_id"]: float(s[metric]) for s in result["samples"][task]}
+    assert len(docs) == len(theirs) == 60
+    np.testing.assert_array_equal(scores, [theirs[d[DOC_ID]] for d in docs])
+
+
+def test_an_lm_eval_task_drives_a_whole_evolution(tiny_lora, task_dir, tmp_path):
+    from evo_merge.config import load_run_config
+    from evo_merge.runner import execute
+    from evo_merge.store import RunStore
+
+    task = spec_file(tmp_path, task_dir, "tiny_mc")
+    cfg = load_run_config(factories.write_run_config(tmp_path, tiny_lora, task, generations=2,
+                                                     racing={"enabled": True}))
+    out = execute(cfg)
+    rows = {r["name"]: r for r in out.rows}
+    assert set(rows["evolved best"]["test_tasks"]) == {"tiny_mc"} and 0 <= rows["evolved best"]["test"] <= 1
+    with RunStore.open(out.run_dir) as store:
+        inds = store.lineage.all()
+        assert {i.operator for i in inds} >= {"member", "crossover"}
+        assert all(i.fitness is not None and (i.task_scores or {}).keys() == {"tiny_mc"} for i in inds)
+        assert len(store.lineage.example_scores()[0]) == 30  # per-document scores kept for niches and racing
+
+
+def test_unknown_lm_eval_task_is_one_line(task_dir, tmp_path):
+    from evo_merge.fitness.tasks import load_task
+
+    with pytest.raises(EvoMergeError, match="lm-eval task 'no_such_task'"):
+        load_task(spec_file(tmp_path, task_dir, "no_such_task"))
+    bad = tmp_path / "both.yaml"
+    bad.write_text(yaml.safe_dump({"name": "x", "dataset": {"path": "x.jsonl"}, "lm_eval": {"task": "tiny_mc"}}))
+    with pytest.raises(EvoMergeError, match="either dataset .* or lm_eval"):
+        load_task(bad)
