@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -15,7 +15,7 @@ from evo_merge.yamlfile import load_model
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TaskRef(_Strict):
@@ -154,6 +154,13 @@ class EvolutionConfig(_Strict):
     operators: list[OperatorChoice] = Field(default_factory=list, description="further operators (e.g. from "
                                             "plugins) that plan offspring each generation after the mutants")
 
+    @model_validator(mode="after")
+    def _parents_fit(self) -> "EvolutionConfig":
+        if self.crossover.num_parents > self.population_size:
+            raise ValueError(f"crossover.num_parents ({self.crossover.num_parents}) is larger than population_size "
+                             f"({self.population_size})")
+        return self
+
 
 class EvalConfig(_Strict):
     batch_size: int = Field(64, ge=1)
@@ -202,7 +209,7 @@ class PoolConfig(_Strict):
 class RunConfig(_Strict):
     """Everything a run needs; paths are resolved relative to the config file."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     out: Path = Path("runs/run")
     population: Path
     tasks: list[TaskRef] = Field(min_length=1)
@@ -238,7 +245,7 @@ class CompareConfig(_Strict):
 
     base: Path = Field(description="the run config every method starts from")
     out: Path = Path("runs/compare")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     targets: list[Path] = Field(default_factory=list, description="task specs compared one at a time; "
                                 "default: the base config's tasks, together")
     methods: list[str] | None = Field(None, description="names from evo_merge.baselines; default all")

@@ -64,12 +64,9 @@ def load_target(target: str, device: str = "auto", dtype: str = "auto", base: st
         base_dir = local
     model = _load_model(base_dir, torch_dtype, trust_remote_code)
     if adapter:
-        from peft import PeftModel
+        from evo_merge.lora_members import peft_model
 
-        from evo_merge.weights_io import load_safetensors_dir
-
-        load_safetensors_dir(local, prefix="adapter_model")  # refuses pickle-only adapters
-        model = PeftModel.from_pretrained(model, local, use_safetensors=True)
+        model = peft_model(model, local)
     what = f"PEFT adapter {local} on {base_dir}" if adapter else f"model {local}"
     return model.to(dev).eval(), load_tokenizer(base_dir, trust_remote_code), what
 

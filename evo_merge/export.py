@@ -11,6 +11,7 @@ temporary sibling directory that is renamed into place only when complete.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -72,7 +73,8 @@ def export_individual(run_dir: Path, ind_id: int | None, out: Path, merge_lora: 
                                    _dtype_name(genome.layout.dtype), Path(spec_path))
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}-{uuid.uuid4().hex[:8]}.tmp"
+    _remove_stale_tmp(out)
+    tmp = out.parent / f".{out.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
     tmp.mkdir()  # (not mkdtemp: the result should get the usual permissions, not 0700)
     try:
         if genome.layout.kind == "delta":
@@ -215,6 +217,20 @@ def _write_adapter(population: Population, genome: Genome, out: Path, spec_path:
 
 
 # -- helpers ------------------------------------------------------------------------------------
+def _remove_stale_tmp(out: Path) -> None:
+    """Remove the temporary directories of exports to ``out`` whose process died (killed mid-write)."""
+    for tmp in out.parent.glob(f".{glob.escape(out.name)}-*-*.tmp"):
+        pid = tmp.name[len(out.name) + 2:].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EvoMergeError(f"output directory {out} already exists and is not empty")

@@ -59,6 +59,31 @@ def load_lora_members(member_dirs: Mapping[str, Path], mode: str = "exact",
     return genomes
 
 
+def peft_model(model, adapter_dir: Path, config_update: dict | None = None, load_weights: bool = True):
+    """``model`` wrapped in the PEFT LoRA of ``adapter_dir``, its weights read from the safetensors
+    files this project resolves itself (PeftModel.from_pretrained would fall back to a pickle
+    ``adapter_model.bin`` when the safetensors file has another name, e.g. a shard)."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+    adapter_config(adapter_dir)  # one-line errors for a missing or malformed config
+    config = LoraConfig.from_pretrained(str(adapter_dir))
+    config.inference_mode = True
+    for key, value in (config_update or {}).items():
+        setattr(config, key, value)
+    tensors = load_safetensors_dir(adapter_dir, prefix="adapter_model") if load_weights else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapped = get_peft_model(model, config)
+        if tensors is not None:
+            result = set_peft_model_state_dict(wrapped, tensors)
+            missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+            if missing:
+                raise EvoMergeError(f"{adapter_dir}: adapter tensor {missing[0]} fits no module of the base model")
+    return wrapped
+
+
 def lora_basis(member_dirs: Mapping[str, Path], max_rank: int | None = None) -> LoraBasis:
     """The exact-mode basis of a population's members (the same one ``load_lora_members`` uses)."""
     loaded = {n: (load_safetensors_dir(p, prefix="adapter_model"), adapter_scale(adapter_config(p)))

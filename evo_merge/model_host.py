@@ -6,7 +6,6 @@ installing a genome is one copy (LoRA) or one copy plus one add (full-weight del
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
@@ -51,16 +50,12 @@ def load_tokenizer(base_dir: Path, trust_remote_code: bool = False):
 def _with_adapter(model, adapter_dir: Path, basis):
     """The base wrapped in a PEFT LoRA like the members' (safetensors only); with an exact-LoRA
     ``basis``, of its summed rank and scaling 1 (A and B are set from the basis and genomes)."""
-    from peft import LoraConfig, PeftModel, get_peft_model
+    from evo_merge.lora_members import peft_model
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if basis is None:
-            return PeftModel.from_pretrained(model, adapter_dir)
-        config = LoraConfig.from_pretrained(adapter_dir)
-        config.r = config.lora_alpha = basis.rank
-        config.use_rslora, config.lora_dropout, config.inference_mode = False, 0.0, True
-        return get_peft_model(model, config)
+    if basis is None:
+        return peft_model(model, adapter_dir)
+    return peft_model(model, adapter_dir, {"r": basis.rank, "lora_alpha": basis.rank, "use_rslora": False,
+                                           "lora_dropout": 0.0}, load_weights=False)
 
 
 class ModelHost:

@@ -34,13 +34,13 @@ from evo_merge.population import MemberSpec, Population, PopulationSpec, resolve
 
 
 class ModelEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     model: str
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
 class MergeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     merge_method: str
     base_model: str
     models: list[ModelEntry] = Field(min_length=1)

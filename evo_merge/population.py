@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import shutil
 import sys
@@ -27,13 +26,13 @@ from evo_merge.weights_io import load_safetensors_dir
 
 
 class BuildSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     script: Path
     seed: int = 0
 
 
 class MemberSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str
     path: str
 
@@ -41,7 +40,7 @@ class MemberSpec(BaseModel):
 class PopulationSpec(BaseModel):
     """A population: one base model and its same-architecture members."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str
     kind: Literal["lora", "full"]
     base_model: str

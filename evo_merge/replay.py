@@ -119,9 +119,11 @@ def collect_garbage(store: RunStore, dry_run: bool = False) -> GarbageReport:
     rows = db.all()
     keep_hashes = {h for r in rows if r.id in keep_ids for h in (r.weights, r.velocity) if h}
     doomed = {h for r in rows if r.id not in keep_ids for h in (r.weights, r.velocity) if h} - keep_hashes
+    for digest in keep_hashes:  # every hash the database holds is checked before any delete
+        store.weights.path(digest)
+    paths = [store.weights.path(digest) for digest in sorted(doomed)]
     deleted = freed = 0
-    for digest in sorted(doomed):
-        path = store.weights.path(digest)
+    for path in paths:
         if path.is_file():
             freed += path.stat().st_size
             deleted += 1

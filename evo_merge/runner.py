@@ -7,30 +7,27 @@ is created, so a bad config never leaves a half-made run behind.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from dataclasses import dataclass, replace
 from typing import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from evo_merge.config import RunConfig, SearchConfig
+from evo_merge.checks import check_device, check_operators, check_racing, check_search
+from evo_merge.config import RunConfig
 from evo_merge.yamlfile import validation_message
 from evo_merge.engine import Engine, EngineHooks
 from evo_merge.engine.report import report, search_report
 from evo_merge.engine.merge_step import run_fixed_merge
 from evo_merge.engine.run import evolve
 from evo_merge.engine.search_step import run_search
-from evo_merge.errors import EvoMergeError
+from evo_merge.errors import EvoMergeError, RunInterrupted, machine_error
 from evo_merge.fitness.metrics import make_metric
 from evo_merge.fitness.tasks import Task, load_task
-from evo_merge.genome import Genome, GenomeLayout
-from evo_merge.merge import get_merge_method
+from evo_merge.genome import Genome
 from evo_merge.model_host import load_tokenizer
-from evo_merge.operators.base import Operator, operator
-from evo_merge.operators.parents import PARENT_SELECTORS
 from evo_merge.plugins import load_plugins
-from evo_merge.registry import param_error
-from evo_merge.operators.selection import SELECTORS
 from evo_merge.pool.factory import WorkerSpec, make_worker
 from evo_merge.pool.executor import Executor
 from evo_merge.pool.local import LocalExecutor
@@ -46,50 +43,6 @@ class Prepared:
     spec: WorkerSpec
 
 
-def check_operators(cfg: RunConfig) -> None:
-    """Fail early on unknown operator names and merge parameters (names and values)."""
-    evo = cfg.evolution
-    for choice in evo.crossover.methods:
-        get_merge_method(choice.method).resolve_params(choice.params)
-    for extra in evo.operators:
-        op = operator(extra.name)
-        if op.plan.__func__ is Operator.plan.__func__:
-            op.plan(None, [], None, None)  # the one-line refusal
-        try:
-            op.Config.model_validate(extra.params)
-        except ValidationError as exc:
-            raise EvoMergeError(f"evolution.operators {extra.name!r}: {param_error(exc, op.Config)}") from None
-    PARENT_SELECTORS.get(evo.crossover.parent_selection)
-    SELECTORS.get(evo.selection.method)
-    if evo.search is not None:
-        check_search(evo.search)
-
-
-def check_search(search: SearchConfig, layout: GenomeLayout | None = None) -> None:
-    """Fail early on an unknown optimizer, merge method or parameter, or groups that do not fit."""
-    from evo_merge.merge.groups import tensor_groups
-    from evo_merge.search.space import optimizer_class
-
-    optimizer_class(search.optimizer)
-    get_merge_method(search.method).resolve_params({k: v[0] if isinstance(v, list) else v
-                                                    for k, v in search.params.items()})
-    if layout is not None:
-        tensor_groups(layout.names, search.granularity, search.layer_groups, search.filters)
-
-
-def check_racing(tasks: list[tuple[Task, float]]) -> None:
-    """Racing's confidence bound needs per-example scores in [0, 1]."""
-    from evo_merge.fitness.metrics import METRICS
-
-    for task, _ in tasks:
-        metric = task.spec.metric
-        if task.spec.lm_eval is not None:
-            continue  # per-document metrics of lm-eval tasks (acc, exact_match) are in [0, 1]
-        if ":" in metric or not getattr(METRICS.get(metric), "bounded", False):
-            raise EvoMergeError(f"evolution.racing needs metrics with scores in [0, 1]; task {task.name} uses "
-                                f"{metric!r}")
-
-
 def prepare(cfg: RunConfig) -> Prepared:
     """Load and validate everything a run needs, without touching the run directory.
 
@@ -99,6 +52,7 @@ def prepare(cfg: RunConfig) -> Prepared:
 
     load_plugins(cfg.plugins)
     check_operators(cfg)
+    check_device(cfg)
     population = load_population(cfg.population)
     members = population.load_genomes(cfg.lora.mode, cfg.lora.max_rank)
     tasks = [(load_task(t.spec, t.overrides), t.weight) for t in cfg.tasks]
@@ -177,10 +131,16 @@ def _drive(cfg: RunConfig, kind: str, body: Callable[[Engine], RunOutcome], hook
     prepared = prepared or prepare(cfg)
     store = open_for_resume(cfg, kind) if resume else None
     own_executor = executor is None
+    created, existed = False, Path(cfg.out).exists()
+    digests = {task.name: task.digest() for task, _ in prepared.tasks}
     try:
+        if store is not None:
+            _check_task_digests(store, digests)
         executor = executor or make_executor(cfg, _spec_for(cfg, prepared))
         if store is None:
             store = _create_store(cfg, executor, kind)
+            created = True
+            store.lineage.set_meta("task_digests", digests)
         else:
             _attach(store, executor)
         engine = Engine(cfg.evolution, cfg.seed, store, executor, prepared.members, hooks,
@@ -189,11 +149,40 @@ def _drive(cfg: RunConfig, kind: str, body: Callable[[Engine], RunOutcome], hook
         outcome = body(engine)
         store.lineage.set_meta("status", "finished")
         return outcome
+    except KeyboardInterrupt:
+        if store is None:
+            raise
+        done = store.lineage.last_generation()
+        raise RunInterrupted(f"interrupted at generation {0 if done is None else done + 1}; continue with: "
+                             f"evo-merge resume {cfg.out}") from None
+    except (EvoMergeError, OSError, sqlite3.OperationalError) as exc:
+        resumable = store is not None and store.lineage.last_generation() is not None
+        if created and store is not None and not resumable:
+            # Bad input found while scoring the members (a metric that raises, say): nothing
+            # worth resuming exists yet, so leave no half-made run directory behind.
+            store.close()
+            shutil.rmtree(store.root, ignore_errors=True)
+            if existed:  # the user's own empty directory stays, empty
+                store.root.mkdir(exist_ok=True)
+            store = None
+        if isinstance(exc, EvoMergeError):
+            raise
+        hint = f"; once fixed, continue with: evo-merge resume {cfg.out}" if resumable else ""
+        raise EvoMergeError(f"{machine_error(exc)} (run directory {cfg.out}){hint}") from None
     finally:
         if store is not None:
             store.close()
         if own_executor and executor is not None:
             executor.close()
+
+
+def _check_task_digests(store: RunStore, digests: dict[str, str]) -> None:
+    """Refuse to resume when a task's examples or spec changed since the run started."""
+    stored = store.lineage.meta("task_digests")
+    for name, digest in (stored or {}).items():
+        if digests.get(name) != digest:
+            raise EvoMergeError(f"cannot resume {store.root}: task {name}'s spec or data changed since the run "
+                                "started; restore them or start a new run")
 
 
 def _spec_for(cfg: RunConfig, prepared: Prepared) -> WorkerSpec:

@@ -12,13 +12,44 @@ from pydantic import BaseModel, ValidationError
 from evo_merge.errors import EvoMergeError
 
 
+MAX_BYTES = 1 << 20      # a config, population or task spec is a few kilobytes
+MAX_NODES = 100_000      # nodes once aliases are expanded: a "billion laughs" document has 10^9
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses documents whose aliases expand past MAX_NODES nodes."""
+
+    def construct_document(self, node):
+        _expanded(node, {}, [0])
+        return super().construct_document(node)
+
+
+def _expanded(node, memo: dict[int, int], budget: list[int]) -> int:
+    """Nodes under ``node`` with every alias expanded (shared subtrees counted each time)."""
+    if id(node) in memo:
+        size = memo[id(node)]
+    else:
+        memo[id(node)] = 1  # a cycle counts once
+        children = node.value if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) else []
+        items = [c for pair in children for c in pair] if isinstance(node, yaml.MappingNode) else children
+        size = 1 + sum(_expanded(child, memo, budget) for child in items)
+        memo[id(node)] = size
+    budget[0] = max(budget[0], size)
+    if size > MAX_NODES:
+        raise yaml.YAMLError(f"aliases expand to more than {MAX_NODES} nodes (a YAML bomb?)")
+    return size
+
+
 def read_yaml(path: Path, what: str) -> dict[str, Any]:
-    """Parse a YAML mapping, turning every failure into a one-line EvoMergeError."""
+    """Parse a YAML mapping, turning every failure into a one-line EvoMergeError. Documents over
+    1 MiB, or whose aliases expand past 100,000 nodes, are refused before they are built."""
     path = Path(path)
     if not path.is_file():
         raise EvoMergeError(f"{what} file not found: {path}")
+    if path.stat().st_size > MAX_BYTES:
+        raise EvoMergeError(f"{path}: {path.stat().st_size} bytes; a {what} file is at most {MAX_BYTES} bytes")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -46,3 +46,16 @@ def cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture(scope="module")
+def existing_run(tmp_path_factory, tiny_full):
+    """A finished run that no failing command may change: (run dir, config, task spec)."""
+    from evo_merge.config import load_run_config
+    from evo_merge.runner import execute
+
+    root = tmp_path_factory.mktemp("existing")
+    task = factories.write_task(root)
+    cfg = factories.write_run_config(root, tiny_full, task, generations=1)
+    execute(load_run_config(cfg))
+    return root / "run", cfg, task

@@ -11,7 +11,6 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-import factories
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -31,19 +30,6 @@ def snapshot(root: Path) -> dict[str, str]:
             data = p.read_bytes()
         out[str(p.relative_to(root))] = hashlib.sha256(data).hexdigest()
     return out
-
-
-@pytest.fixture(scope="module")
-def existing_run(tmp_path_factory, tiny_full):
-    """A finished run that no failing command may change."""
-    from evo_merge.config import load_run_config
-    from evo_merge.runner import execute
-
-    root = tmp_path_factory.mktemp("existing")
-    task = factories.write_task(root)
-    cfg = factories.write_run_config(root, tiny_full, task, generations=1)
-    execute(load_run_config(cfg))
-    return root / "run", cfg, task
 
 
 def assert_one_line_error(code, out, err, pattern):

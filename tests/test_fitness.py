@@ -90,3 +90,53 @@ def test_bad_callable_metric(tmp_path, host):
     spec = factories.write_task(tmp_path, name="c", metric="no_such_module:fn")
     with pytest.raises(EvoMergeError, match="cannot be imported"):
         LocalEvaluator(host, [(load_task(spec), 1.0)]).evaluate(host_genome(host))
+
+
+@pytest.mark.parametrize("arch", factories.ARCHS)
+def test_cached_prompts_score_like_one_sequence_per_pair(arch):
+    """Each prompt once (a shared few-shot prefix once per evaluation), continuations from its
+    cache: the same log-probabilities and greedy flags as one sequence per (prompt, continuation)."""
+    from evo_merge.fitness.cached_scoring import CachedChoiceScorer
+    from evo_merge.fitness.scoring import ContinuationScorer
+
+    model = factories.make_arch_model(arch).eval()
+    g = torch.Generator().manual_seed(0)
+    rand = lambda lo, hi: int(torch.randint(lo, hi, (1,), generator=g))  # noqa: E731
+    prefix = torch.randint(4, 28, (12,), generator=g).tolist()
+    prompts, groups, pairs = [], [], []
+    for _ in range(7):
+        p = prefix + torch.randint(4, 28, (rand(1, 6),), generator=g).tolist()
+        group = []
+        for _ in range(rand(2, 5)):
+            cont = torch.randint(4, 28, (rand(1, 4),), generator=g).tolist()
+            group.append((len(pairs), cont))
+            pairs.append((p, cont))
+        prompts.append(p)
+        groups.append(group)
+    want = ContinuationScorer(pairs, 0, torch.device("cpu"), 5).logprobs(model, greedy=True)
+    scorer = CachedChoiceScorer(prompts, groups, 0, torch.device("cpu"), 3)
+    assert scorer.prefix == prefix
+    got = scorer.logprobs(model, greedy=True)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+    assert (got[1] == want[1]).all() and (got[2] == want[2]).all()
+
+
+def test_generation_stops_once_every_answer_is_complete(host, tmp_path):
+    task = load_task(factories.write_task(tmp_path, metric="exact_match"))
+    task.spec.answer_regex = "(.)"  # any one character completes an answer
+    task.spec.max_new_tokens = 12
+    metric = ExactMatch(task.spec, task.fitness[:5], host.tokenizer, host.device, batch_size=8)
+    calls = []
+    generate = host.model.generate
+
+    def spy(**kw):
+        out = generate(**kw)
+        calls.append(out.shape[1] - kw["input_ids"].shape[1])
+        return out
+
+    host.model.generate = spy
+    try:
+        preds = metric.predict(host.model)
+    finally:
+        host.model.generate = generate
+    assert calls and max(calls) < 12 and all(len(p) == 1 for p in preds)

@@ -8,7 +8,7 @@ from pathlib import Path
 from evo_merge.config import load_run_config
 from evo_merge.fitness.tasks import TaskSpec
 from evo_merge.population import PopulationSpec
-from evo_merge.runner import check_operators
+from evo_merge.checks import check_operators
 from evo_merge.yamlfile import load_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,13 +28,13 @@ from pydantic import BaseModel, ConfigDict
 
 from evo_merge.errors import EvoMergeError
 from evo_merge.fitness.prompts import left_pad
-from evo_merge.fitness.scoring import make_scorer
+from evo_merge.fitness.scorers import make_scorer
 
 DOC_ID = "__doc_id"
 
 
 class LmEvalSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     task: str
     include_path: str | None = None      # a folder of task YAMLs (relative to the task spec)
     num_fewshot: int | None = None

@@ -11,15 +11,15 @@ from __future__ import annotations
 import importlib
 import re
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
+from transformers import StoppingCriteria
 
 from evo_merge.errors import EvoMergeError
 from evo_merge.fitness.prompts import LETTERS, choice_list, encode, encode_prompt, left_pad, make_decoder
-from evo_merge.fitness.scoring import make_scorer
+from evo_merge.fitness.scorers import make_scorer
 from evo_merge.fitness.tasks import TaskSpec
 from evo_merge.registry import Registry
 
@@ -124,6 +124,13 @@ class ExactMatch:
         except re.error as exc:
             raise EvoMergeError(f"task {spec.name}: answer_regex is not a valid regular expression: {exc}") from None
 
+    def extract_or_none(self, text: str) -> str | None:
+        """The answer once the generated text holds a complete one (the regex matched), else None."""
+        if self.regex is None:
+            return None
+        m = self.regex.search(text)
+        return m.group(0) if m else None
+
     def extract(self, text: str) -> str:
         if self.regex is None:
             return text.strip()
@@ -136,8 +143,10 @@ class ExactMatch:
         out: list[str] = []
         for s in range(0, len(self.prompts), self.batch_size):
             enc = left_pad(self.prompts[s:s + self.batch_size], tok.pad_token_id, self.device)
+            stop = [AnswerComplete(enc["input_ids"].shape[1], self.decode, self.extract_or_none)]
             gen = model.generate(**enc, max_new_tokens=self.spec.max_new_tokens, do_sample=False,
-                                 pad_token_id=tok.pad_token_id)
+                                 pad_token_id=tok.pad_token_id, stopping_criteria=stop,
+                                 stop_strings=self.spec.stop or None, tokenizer=tok)
             out.extend(self.extract(self.decode(row)) for row in gen[:, enc["input_ids"].shape[1]:].tolist())
         return out
 
@@ -148,6 +157,18 @@ class ExactMatch:
         return [Counter(votes).most_common(1)[0][0] for votes in zip(*member_predictions)]
 
 
+class AnswerComplete(StoppingCriteria):
+    """Stops a row's generation once its answer is complete (``answer_regex`` matched); the
+    batch stops when every row's is, not at ``max_new_tokens``."""
+
+    def __init__(self, prompt_len: int, decode, complete):
+        self.prompt_len, self.decode, self.complete = prompt_len, decode, complete
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        done = [self.complete(self.decode(row[self.prompt_len:].tolist())) is not None for row in input_ids]
+        return torch.tensor(done, device=input_ids.device)
+
+
 class CallableMetric:
     """A user function returning per-example scores; ensembles average the scores."""
 
@@ -155,11 +176,22 @@ class CallableMetric:
         self.spec, self.examples, self.tokenizer, self.fn = spec, examples, tokenizer, fn
 
     def predict(self, model):
-        scores = list(self.fn(model, self.tokenizer, self.examples))
-        if len(scores) != len(self.examples):
-            raise EvoMergeError(f"task {self.spec.name}: metric {self.spec.metric} returned {len(scores)} scores "
-                                f"for {len(self.examples)} examples")
-        return scores
+        what = f"task {self.spec.name}: metric {self.spec.metric}"
+        try:
+            out = self.fn(model, self.tokenizer, self.examples)
+            scores = np.asarray(list(out), dtype=float)
+        except EvoMergeError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise EvoMergeError(f"{what} must return numbers, one per example ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - user code: its failure is bad input, told in one line
+            raise EvoMergeError(f"{what} raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") \
+                from None
+        if scores.shape != (len(self.examples),):
+            raise EvoMergeError(f"{what} returned {scores.size} scores for {len(self.examples)} examples")
+        if not np.isfinite(scores).all():
+            raise EvoMergeError(f"{what} returned NaN or infinite scores (example {int(np.argmin(np.isfinite(scores)))})")
+        return list(scores)
 
     def score(self, predictions):
         return np.asarray(predictions, dtype=float)

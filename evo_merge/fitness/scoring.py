@@ -126,20 +126,3 @@ class SharedPromptScorer(_Scorer):
             count[pairs] = 1
             if greedy is not None:
                 greedy[pairs] = targets[r, :len(pairs)] == best[r]
-
-
-def make_scorer(pairs: list[Pair], pad_id: int, device: torch.device, batch_size: int) -> _Scorer:
-    """The shared-prompt scorer where every continuation is one token, else one sequence per pair."""
-    if pairs and all(len(c) == 1 for _, c in pairs):
-        index: dict[tuple[int, ...], int] = {}
-        prompts: list[list[int]] = []
-        groups: list[list[tuple[int, int]]] = []
-        for i, (p, c) in enumerate(pairs):
-            key = tuple(p)
-            if key not in index:
-                index[key] = len(prompts)
-                prompts.append(list(p))
-                groups.append([])
-            groups[index[key]].append((i, c[0]))
-        return SharedPromptScorer(prompts, groups, pad_id, device, batch_size)
-    return ContinuationScorer(pairs, pad_id, device, batch_size)

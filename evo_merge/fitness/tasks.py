@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +19,7 @@ LOCAL_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "
 
 
 class DatasetSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     path: str
     name: str | None = None
     split: str = "train"
@@ -27,7 +29,7 @@ class DatasetSpec(BaseModel):
 class TaskSpec(BaseModel):
     """One task: where its examples come from and how a model is scored on them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     name: str
     description: str = ""
     dataset: DatasetSpec | None = None
@@ -39,6 +41,8 @@ class TaskSpec(BaseModel):
     metric: str = "mc_loglik"
     answer_regex: str | None = None
     max_new_tokens: int = Field(16, ge=1)
+    stop: list[str] = Field(default_factory=list, description="exact_match: generation of a row stops at any of "
+                            "these strings (and once answer_regex matches)")
     chat_template: bool = Field(False, description="wrap the prompt as the user turn of the tokenizer's chat "
                                 "template (instruction-tuned bases such as gemma-2-2b-it)")
     choices_in_prompt: bool = Field(False, description="list the choices after the question as 'A. ...', "
@@ -48,7 +52,7 @@ class TaskSpec(BaseModel):
                                             "(where the tokenizer has one but does not add it), true, false "
                                             "(no special tokens at all), as lm-eval's add_bos_token")
     fitness_samples: int = Field(200, ge=1)
-    test_samples: int = Field(200, ge=0)
+    test_samples: int = Field(200, ge=1)
     split_seed: int = 0
     test_split: Literal["after_fitness", "last"] = Field(
         "after_fitness", description="test rows follow the fitness rows in the seeded order, or are its last "
@@ -61,6 +65,10 @@ class TaskSpec(BaseModel):
         if self.lm_eval is not None:
             self.metric = "lm_eval"
             return self
+        for field in prompt_fields(self.prompt):
+            if not field.isidentifier():
+                raise ValueError(f"prompt field {{{field}}}: only plain field names ({{question}}), no attribute or "
+                                 "index access and no positional {}")
         if (self.metric == "mc_loglik" or self.choices_in_prompt) and not self.choices_field:
             raise ValueError(f"{'choices_in_prompt' if self.choices_in_prompt else 'metric mc_loglik'} needs "
                              "choices_field")
@@ -78,6 +86,11 @@ class Task:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def digest(self) -> str:
+        """Hash of the spec and both splits' examples: a resumed run must score the same data."""
+        text = json.dumps([self.spec.model_dump(mode="json"), self.fitness, self.test], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def examples(self, split: str) -> list[dict[str, Any]]:
         if split not in ("fitness", "test"):
@@ -103,7 +116,7 @@ def load_task(spec_path: Path, overrides: dict[str, Any] | None = None) -> Task:
         raise EvoMergeError(f"task {spec.name}: dataset has {len(rows)} examples, fewer than "
                             f"fitness_samples + test_samples = {need}")
     if spec.lm_eval is None:
-        _check_fields(spec, rows[0])
+        _check_fields(spec, rows)
     order = np.random.default_rng(spec.split_seed).permutation(len(rows))
     fit = [rows[i] for i in order[: spec.fitness_samples]]
     start = spec.fitness_samples if spec.test_split == "after_fitness" else len(rows) - spec.test_samples
@@ -135,12 +148,22 @@ def _load_rows(spec: TaskSpec, here: Path) -> list[dict[str, Any]]:
     return [dict(r) for r in ds]
 
 
-def _check_fields(spec: TaskSpec, row: dict[str, Any]) -> None:
-    needed = [spec.answer_field] + ([spec.choices_field] if spec.choices_field else [])
-    for f in needed:
-        if f not in row:
-            raise EvoMergeError(f"task {spec.name}: field {f!r} not in dataset (fields: {sorted(row)})")
+def prompt_fields(prompt: str) -> list[str]:
+    """The replacement fields of a prompt template ('' for a positional {})."""
+    import string
+
     try:
-        spec.prompt.format(**row)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise EvoMergeError(f"task {spec.name}: prompt template cannot be filled: {exc!r}") from None
+        return [f for _, f, _, _ in string.Formatter().parse(prompt) if f is not None]
+    except ValueError as exc:
+        raise ValueError(f"prompt is not a valid template: {exc}") from None
+
+
+def _check_fields(spec: TaskSpec, rows: list[dict[str, Any]]) -> None:
+    """Every row has every field the prompt, the answer and the choices need, with a value."""
+    needed = [*prompt_fields(spec.prompt), spec.answer_field] + ([spec.choices_field] if spec.choices_field else [])
+    for f in dict.fromkeys(needed):
+        if f not in rows[0]:
+            raise EvoMergeError(f"task {spec.name}: field {f!r} not in dataset (fields: {sorted(rows[0])})")
+        for i, row in enumerate(rows):
+            if row.get(f) is None:
+                raise EvoMergeError(f"task {spec.name}: row {i} has no value for field {f!r}")

@@ -74,7 +74,7 @@ class CrossoverConfig(Strict):
 class MergeParams(BaseModel):
     """A merge recipe's parameters: the method's own (checked by the method) and the LoRA mode."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     lora_mode: LoraMode = "factors"
 
     def method_params(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from collections import deque
@@ -93,7 +94,7 @@ class RayExecutor:
                                     "runtime_env": cfg.runtime_env}
             if cfg.address is None:  # a local instance sized for the pool
                 init.update(num_cpus=max(os.cpu_count() or 1, int(cfg.workers * cfg.cpus_per_worker + 0.999)),
-                            include_dashboard=False)
+                            include_dashboard=False, _node_ip_address="127.0.0.1")  # not on the network
             try:
                 ray.init(**{k: v for k, v in init.items() if v is not None or k == "address"})
             except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -222,8 +223,11 @@ class RayExecutor:
             self.ray.shutdown()
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = ANSI.sub("", str(exc)).strip()  # Ray colours its error messages
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 

@@ -120,13 +120,17 @@ class Individual(Recipe):
 class LineageDB(SearchLog):
     """Reads and writes the lineage tables; every write is one transaction."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, readonly: bool = False):
         self.path = Path(path)
-        self.conn = sqlite3.connect(self.path, isolation_level=None)
+        if readonly:  # readers (status, show, export...) never write to a run's database
+            self.conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        else:
+            self.conn = sqlite3.connect(self.path, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+        if not readonly:
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
 
     def close(self) -> None:
         self.conn.close()

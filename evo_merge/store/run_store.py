@@ -79,13 +79,13 @@ class RunStore:
         db = root / DB_FILE
         if not db.is_file():
             raise EvoMergeError(f"not a run directory (no {DB_FILE}): {root}")
+        try:
+            _check_lineage(db)  # read-only: a foreign SQLite file is refused, never touched
+        except sqlite3.DatabaseError as exc:
+            raise EvoMergeError(f"lineage database unreadable: {db} ({exc})") from None
         held = RunLock(root) if lock else None
         try:
-            lineage = LineageDB(db)
-            check = lineage.conn.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(check)
-            lineage.conn.execute("SELECT COUNT(*) FROM individuals").fetchone()
+            lineage = LineageDB(db, readonly=not lock)
         except sqlite3.DatabaseError as exc:
             if held:
                 held.release()
@@ -114,3 +114,23 @@ class RunStore:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+RUN_TABLES = {"individuals", "meta", "population"}
+
+
+def _check_lineage(db: Path) -> None:
+    """Raise sqlite3.DatabaseError unless ``db`` is an intact evo-merge lineage database."""
+    conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(check)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not RUN_TABLES <= tables:
+            raise sqlite3.DatabaseError("not an evo-merge lineage database")
+        if conn.execute("SELECT 1 FROM meta WHERE key = 'config'").fetchone() is None:
+            raise sqlite3.DatabaseError("the run's config was never recorded: it was stopped as it started; "
+                                        "remove the directory and start it again")
+    finally:
+        conn.close()

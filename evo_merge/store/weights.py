@@ -10,6 +10,7 @@ bytes read. The file name is the genome's content hash.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from evo_merge.merge.lora_exact import LoraBasis
 from evo_merge.weights_io import atomic_write_with
 
 FORMAT = "evo-merge-genome/1"
+HASH = re.compile(r"[0-9a-f]{64}")
 BASIS_FORMAT = "evo-merge-lora-basis/1"
 
 
@@ -35,6 +37,11 @@ class WeightStore:
         self._bases: dict[str, LoraBasis] = {}
 
     def path(self, digest: str) -> Path:
+        """The file of a hash; anything but 64 lowercase hex digits (as a database or a job could
+        hold, ``../../x`` say) is refused, so no path leaves the weights folder."""
+        if not isinstance(digest, str) or not HASH.fullmatch(digest):
+            raise EvoMergeError(f"invalid weights hash {str(digest)[:80]!r} in {self.root.parent}: "
+                                "expected 64 lowercase hex digits")
         return self.root / f"{digest}.safetensors"
 
     def _host(self, flat: torch.Tensor) -> torch.Tensor:

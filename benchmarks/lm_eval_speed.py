@@ -1,0 +1,135 @@
+"""Multiple-choice scoring side by side with lm-eval-harness: the same rows, the same scores.
+
+    python benchmarks/lm_eval_speed.py --rows 200 --repeat 3              # zero-shot
+    python benchmarks/lm_eval_speed.py --rows 200 --repeat 3 --fewshot 5   # 5-shot, MMLU-style
+
+A random-init Llama of about 134 M parameters (hidden 768, 12 layers, a byte-level BPE
+vocabulary of 32 000 trained here on synthetic text; values do not change these costs) and
+a local lm-eval task of ``--rows`` MMLU-style rows: a question, four lettered choices and
+"Answer:", scored by the log-likelihood of " A", " B", " C", " D". Both score the same
+documents with the model already loaded, in this process, on CPU: lm-eval's
+``simple_evaluate`` (its HF model, batch size ``--batch``), and evo-merge's metric for
+the same task spec (``lm_eval:``), from building the requests to the per-document scores.
+Median wall time of ``--repeat`` runs, and whether every document's score is equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+WORDS = ("the of and to in is that for it as was with be by on not he this are or his from at which but have an they "
+         "you were her she there been one all we their has would when if so what no about into more some could them "
+         "other than then now only its time these may like very also over new people any after most made").split()
+
+
+def build_model(out: Path) -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    rng = random.Random(0)
+    corpus = [" ".join(rng.choice(WORDS) + ("" if rng.random() < 0.7 else rng.choice("ABCD.,?:"))
+                       for _ in range(60)) for _ in range(4000)]
+    corpus += [f"{rng.randrange(10**6)} A. B. C. D. Answer: A B C D" for _ in range(2000)]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=32000, special_tokens=["<unk>", "<s>", "</s>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="</s>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
+                      num_attention_heads=12, num_key_value_heads=12, max_position_embeddings=512,
+                      bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, tie_word_embeddings=False)
+    LlamaForCausalLM(cfg).save_pretrained(out, safe_serialization=True)
+    fast.save_pretrained(out)
+
+
+def write_task(folder: Path, rows: int) -> None:
+    """The task, and a 5-row dev split its few-shot examples come from (the first K, as MMLU's)."""
+    rng = random.Random(1)
+    docs = [{"question": " ".join(rng.choice(WORDS) for _ in range(rng.randrange(20, 40))) + "?",
+             "choices": [" ".join(rng.choice(WORDS) for _ in range(rng.randrange(2, 6))) for _ in range(4)],
+             "answer": rng.randrange(4)} for _ in range(rows + 5)]
+    (folder / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[:rows]))
+    (folder / "dev.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[rows:]))
+    (folder / "speed_mc.yaml").write_text(
+        "task: speed_mc\ndataset_path: json\ndataset_kwargs:\n  data_files: {test: " + str(folder / "docs.jsonl") +
+        ", dev: " + str(folder / "dev.jsonl") + "}\ntest_split: test\nfewshot_split: dev\n"
+        "fewshot_config: {sampler: first_n}\noutput_type: multiple_choice\n"
+        "doc_to_text: \"{{question}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. {{choices[3]}}"
+        "\\nAnswer:\"\ndoc_to_choice: [\"A\", \"B\", \"C\", \"D\"]\ndoc_to_target: answer\n"
+        "metric_list:\n  - {metric: acc, aggregation: mean, higher_is_better: true}\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--fewshot", type=int, default=0, help="few-shot examples in front of every prompt (the "
+                        "same K for every row, as MMLU's dev split gives)")
+    args = parser.parse_args()
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evo_merge.fitness.lm_eval_task import _REQUESTS, DOC_ID, LmEvalSpec, lm_eval_documents
+    from evo_merge.fitness.metrics import make_metric
+    from evo_merge.fitness.tasks import TaskSpec
+
+    torch.set_grad_enabled(False)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        build_model(tmp / "model")
+        write_task(tmp, args.rows)
+        model = AutoModelForCausalLM.from_pretrained(tmp / "model").eval()
+        tok = AutoTokenizer.from_pretrained(tmp / "model")
+        params = sum(p.numel() for p in model.parameters())
+        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch)
+        spec = TaskSpec(name="speed_mc", lm_eval=LmEvalSpec(task="speed_mc", include_path=str(tmp),
+                                                             num_fewshot=args.fewshot))
+        docs = lm_eval_documents(spec.lm_eval)
+
+        def theirs():
+            res = lm_eval.simple_evaluate(model=lm, tasks=["speed_mc"], task_manager=TaskManager(include_path=str(tmp)),
+                                          num_fewshot=args.fewshot, log_samples=True, verbosity="ERROR")
+            return {s["doc_id"]: float(s["acc"]) for s in res["samples"]["speed_mc"]}
+
+        def ours():
+            _REQUESTS.clear()  # build the requests again each time, as lm-eval does
+            metric = make_metric(spec, docs, tok, torch.device("cpu"), args.batch)
+            return metric.score(metric.predict(model))
+
+        times = {"lm-eval": [], "evo-merge": []}
+        for _ in range(args.repeat):
+            for name, fn in (("lm-eval", theirs), ("evo-merge", ours)):
+                start = time.perf_counter()
+                result = fn()
+                times[name].append(time.perf_counter() - start)
+                if name == "lm-eval":
+                    reference = result
+                else:
+                    mine = result
+        equal = all(float(mine[i]) == reference[d[DOC_ID]] for i, d in enumerate(docs))
+        t_them, t_us = statistics.median(times["lm-eval"]), statistics.median(times["evo-merge"])
+        print(f"model {params / 1e6:.0f} M parameters, vocabulary {len(tok)}, {args.rows} rows x 4 choices, "
+              f"{args.fewshot}-shot, batch {args.batch}, torch threads {torch.get_num_threads()}")
+        print(f"lm-eval {lm_eval.__version__} simple_evaluate: {t_them:.2f} s (median of {args.repeat})")
+        print(f"evo-merge metric:               {t_us:.2f} s  = {t_us / t_them:.2f} x lm-eval's time")
+        print(f"accuracy {np.mean(mine):.3f} vs {np.mean(list(reference.values())):.3f}; every document's score equal: "
+              f"{equal}")
+
+
+if __name__ == "__main__":
+    main()
