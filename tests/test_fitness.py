@@ -92,10 +92,12 @@ def test_bad_callable_metric(tmp_path, host):
         LocalEvaluator(host, [(load_task(spec), 1.0)]).evaluate(host_genome(host))
 
 
+@pytest.mark.parametrize("longest", [3, 1], ids=["multi-token", "one-token"])
 @pytest.mark.parametrize("arch", factories.ARCHS)
-def test_cached_prompts_score_like_one_sequence_per_pair(arch):
+def test_cached_prompts_score_like_one_sequence_per_pair(arch, longest):
     """Each prompt once (a shared few-shot prefix once per evaluation), continuations from its
-    cache: the same log-probabilities and greedy flags as one sequence per (prompt, continuation)."""
+    cache (one-token choices straight from the prompt's last position): the same
+    log-probabilities and greedy flags as one sequence per (prompt, continuation)."""
     from evo_merge.fitness.cached_scoring import CachedChoiceScorer
     from evo_merge.fitness.scoring import ContinuationScorer
 
@@ -108,7 +110,7 @@ def test_cached_prompts_score_like_one_sequence_per_pair(arch):
         p = prefix + torch.randint(4, 28, (rand(1, 6),), generator=g).tolist()
         group = []
         for _ in range(rand(2, 5)):
-            cont = torch.randint(4, 28, (rand(1, 4),), generator=g).tolist()
+            cont = torch.randint(4, 28, (rand(1, longest + 1),), generator=g).tolist()
             group.append((len(pairs), cont))
             pairs.append((p, cont))
         prompts.append(p)

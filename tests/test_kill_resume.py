@@ -18,6 +18,8 @@ import pytest
 from resume_harness import write_config
 from signatures import signature
 
+pytestmark = pytest.mark.slow  # SIGKILLs ten runs and resumes each: about 2 minutes on 2 cores
+
 KILLS = {"commit": 6, "weights": 4}  # kill points per kind, drawn with a fixed seed
 HERE = Path(__file__).resolve().parent
 

@@ -19,6 +19,8 @@ import yaml
 import factories
 from evo_merge.store import RunStore
 
+pytestmark = pytest.mark.slow  # a real two-node Ray cluster and `ray job submit`
+
 ROOT = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).parent / "ray")
 

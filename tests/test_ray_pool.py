@@ -15,6 +15,8 @@ from evo_merge.runner import execute, prepare
 from signatures import signature
 from test_engine import EVO
 
+pytestmark = pytest.mark.slow  # real local Ray instances, workers killed and replaced
+
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_instance():

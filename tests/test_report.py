@@ -35,6 +35,7 @@ def _ind(i, gen, op, parents=(), **kw):
 def run_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("run")
     db = LineageDB(root / "lineage.sqlite")
+    db.set_meta("config", {"seed": 0})  # a run records its config first; readers refuse a lineage without one
     for ind in [
         _ind(0, 0, "member", name="math", fitness=0.50, test_score=0.48),
         _ind(1, 0, "member", name="code", fitness=0.40, test_score=0.41),
@@ -234,6 +235,8 @@ def test_cli_plot(app2, run_dir, tmp_path):
     assert res.exit_code == 0 and (tmp_path / "f.png").is_file()
     empty = tmp_path / "empty"
     empty.mkdir()
-    LineageDB(empty / "lineage.sqlite").close()
+    db = LineageDB(empty / "lineage.sqlite")
+    db.set_meta("config", {"seed": 0})  # a run stopped while it scored its members
+    db.close()
     _one_line_error(runner.invoke(app2, ["plot", str(empty)]), "no generations recorded")
     _one_line_error(runner.invoke(app2, ["plot", str(tmp_path / "nope")]), "not a run directory")

@@ -97,15 +97,27 @@ class CachedChoiceScorer:
             cache.batch_repeat_interleave(len(rows))
         mask = torch.cat([torch.ones(len(rows), p, dtype=torch.long, device=self.device), rest_mask], 1)
         pos = p + torch.arange(rest.shape[1], device=self.device).expand(len(rows), -1)
-        out = model(input_ids=rest, attention_mask=mask, position_ids=pos, use_cache=True, **{arg: cache})
-        last = out.logits[torch.arange(len(rows)), lengths - 1].float().log_softmax(-1)  # predicts token 0
-        per_row = [len(self.groups[i]) for i in rows]
         conts = [c for i in rows for _, c in self.groups[i]]
+        longer = any(len(c) > 1 for c in conts)  # one-token choices need no continuation pass
+        keep = torch.unique(lengths - 1)  # only the rows' last positions go through the LM head
+        out = model(input_ids=rest, attention_mask=mask, position_ids=pos, use_cache=longer, logits_to_keep=keep,
+                    **{arg: cache})
+        at = torch.searchsorted(keep, lengths - 1)
+        last = out.logits[torch.arange(len(rows)), at].float().log_softmax(-1)  # predicts token 0
+        per_row = [len(self.groups[i]) for i in rows]
+        pairs = [j for i in rows for j, _ in self.groups[i]]
+        index = torch.repeat_interleave(torch.arange(len(rows), device=self.device),
+                                        torch.tensor(per_row, device=self.device))
+        if not longer:
+            cont = torch.tensor([c[0] for c in conts], device=self.device)
+            total[pairs] = last[index].gather(-1, cont[:, None]).squeeze(-1).cpu().numpy()
+            count[pairs] = 1
+            if is_greedy is not None:
+                is_greedy[pairs] = (last[index].argmax(-1) == cont).cpu().numpy()
+            return
         cont, cont_mask = _right_pad(conts, self.pad)
         cont, cont_mask = cont.to(self.device), cont_mask.to(self.device)
-        reps = torch.tensor(per_row, device=self.device)
         cache = getattr(out, field)
-        index = torch.repeat_interleave(torch.arange(len(rows), device=self.device), reps)
         cache.batch_select_indices(index)
         mask = torch.cat([torch.ones(len(conts), p, dtype=torch.long, device=self.device), rest_mask[index],
                           cont_mask], 1)
@@ -115,7 +127,6 @@ class CachedChoiceScorer:
         first = last[index].gather(-1, cont[:, :1]).squeeze(-1)
         later = logits[:, :-1].gather(-1, cont[:, 1:].unsqueeze(-1)).squeeze(-1) * cont_mask[:, 1:]
         sums = (first + later.sum(-1)).cpu().numpy()
-        pairs = [j for i in rows for j, _ in self.groups[i]]
         total[pairs] = sums
         count[pairs] = cont_mask.sum(-1).cpu().numpy()
         if is_greedy is not None:
