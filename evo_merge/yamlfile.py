@@ -20,11 +20,11 @@ class _BoundedLoader(yaml.SafeLoader):
     """SafeLoader that refuses documents whose aliases expand past MAX_NODES nodes."""
 
     def construct_document(self, node):
-        _expanded(node, {}, [0])
+        _expanded(node, {})
         return super().construct_document(node)
 
 
-def _expanded(node, memo: dict[int, int], budget: list[int]) -> int:
+def _expanded(node, memo: dict[int, int]) -> int:
     """Nodes under ``node`` with every alias expanded (shared subtrees counted each time)."""
     if id(node) in memo:
         size = memo[id(node)]
@@ -32,9 +32,8 @@ def _expanded(node, memo: dict[int, int], budget: list[int]) -> int:
         memo[id(node)] = 1  # a cycle counts once
         children = node.value if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)) else []
         items = [c for pair in children for c in pair] if isinstance(node, yaml.MappingNode) else children
-        size = 1 + sum(_expanded(child, memo, budget) for child in items)
+        size = 1 + sum(_expanded(child, memo) for child in items)
         memo[id(node)] = size
-    budget[0] = max(budget[0], size)
     if size > MAX_NODES:
         raise yaml.YAMLError(f"aliases expand to more than {MAX_NODES} nodes (a YAML bomb?)")
     return size

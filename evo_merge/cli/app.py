@@ -23,7 +23,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Evolve populations of LLMs by weight merging, mutation, selection and succession.")
 
 
-
 class _Stopped(Exception):
     """A run's RunInterrupted, carried past typer (which turns a KeyboardInterrupt into a bare exit 130)."""
 
