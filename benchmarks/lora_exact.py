@@ -11,8 +11,6 @@ comparison, GENOME's ``factors`` representation. Median time per offspring of ea
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
@@ -23,6 +21,7 @@ from evo_merge.merge.lora_exact import LoraBasis
 from evo_merge.operators.base import PlanContext, build
 from evo_merge.operators.member_nudge import nudge_recipe
 from evo_merge.operators.mutation import mutate
+from offspring import time_it  # benchmarks/ is on the path when a benchmark runs as a script
 
 SHAPES = {"q_proj": (2048, 2304), "k_proj": (1024, 2304), "v_proj": (1024, 2304), "o_proj": (2304, 2048),
           "gate_proj": (9216, 2304), "up_proj": (9216, 2304), "down_proj": (2304, 9216)}
@@ -42,16 +41,6 @@ def experts(n: int, rank: int, layers: int) -> dict[str, tuple[dict[str, torch.T
     return out
 
 
-def timed(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experts", type=int, default=10)
@@ -69,23 +58,23 @@ def main() -> None:
     print(f"{args.experts} experts of rank {args.rank}, {args.layers} layers x 7 modules; exact genome "
           f"{a.layout.numel / 1e6:.1f} M values (R = {basis.rank}), factors genome {factors[0].layout.numel / 1e6:.1f} M; "
           f"torch threads {torch.get_num_threads()}")
-    rows = [("exact: linear crossover (2 parents)", timed(lambda: merge_genomes("linear", [a, b], [0.6, 0.4]),
+    rows = [("exact: linear crossover (2 parents)", time_it(lambda: merge_genomes("linear", [a, b], [0.6, 0.4]),
                                                            args.repeat)),
-            ("exact: uniform merge of all experts", timed(lambda: merge_genomes("linear", exact, [1.0] * len(exact)),
+            ("exact: uniform merge of all experts", time_it(lambda: merge_genomes("linear", exact, [1.0] * len(exact)),
                                                           args.repeat)),
-            ("factors: linear crossover (2 parents)", timed(lambda: merge_genomes("linear", factors[:2], [0.6, 0.4]),
+            ("factors: linear crossover (2 parents)", time_it(lambda: merge_genomes("linear", factors[:2], [0.6, 0.4]),
                                                             args.repeat)),
-            ("exact: gaussian mutation (relative)", timed(lambda: mutate(a, seed=1, weight_rate=0.1, sigma=0.1,
+            ("exact: gaussian mutation (relative)", time_it(lambda: mutate(a, seed=1, weight_rate=0.1, sigma=0.1,
                                                                          sigma_mode="relative"), args.repeat)),
-            ("exact: SVD mutation", timed(lambda: mutate(a, seed=1, mode="svd", sigma=0.3), args.repeat))]
+            ("exact: SVD mutation", time_it(lambda: mutate(a, seed=1, mode="svd", sigma=0.3), args.repeat))]
     ctx = PlanContext(np.random.default_rng(0), None, a.layout.names)
     nudge = nudge_recipe(ctx, 0, [1], 0.25)
     pool = {0: a, 1: b}
-    rows.append(("exact: member nudge (one block)", timed(lambda: build(nudge, pool.__getitem__, lambda i: None),
+    rows.append(("exact: member nudge (one block)", time_it(lambda: build(nudge, pool.__getitem__, lambda i: None),
                                                           args.repeat)))
     if not args.skip_ties:
         rows.append(("exact: TIES on the updates (2 parents)",
-                     timed(lambda: merge_genomes("ties", [a, b], [0.6, 0.4], params={"density": 0.5}), 1)))
+                     time_it(lambda: merge_genomes("ties", [a, b], [0.6, 0.4], params={"density": 0.5}), 1)))
     print(f"{'step':<42}{'s/offspring':>12}")
     for name, t in rows:
         print(f"{name:<42}{t:>12.3f}")

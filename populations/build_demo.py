@@ -163,13 +163,11 @@ def save_model(model: LlamaForCausalLM, tok: PreTrainedTokenizerFast, path: Path
     tok.save_pretrained(path)
 
 
-def write_manifest(out_dir: Path, seed: int, quick: bool) -> None:
-    """Skills, seed, builder version and the sha256 of every weight file."""
+def write_manifest(out_dir: Path, fields: dict) -> None:
+    """``fields`` (builder, version, seed, what was built) and the sha256 of every weight file."""
     hashes = {p.relative_to(out_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
               for p in sorted(out_dir.rglob("*.safetensors"))}
-    manifest = {"builder": "build_demo", "version": VERSION, "seed": seed, "quick": quick,
-                "skills": list(SKILLS), "sha256": hashes}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    (out_dir / "manifest.json").write_text(json.dumps({**fields, "sha256": hashes}, indent=2) + "\n")
 
 
 @contextmanager
@@ -203,16 +201,22 @@ def build(out_dir: Path, seed: int = 0, quick: bool = False) -> None:
             data = encode(tok, expert_examples(skill, random.Random(data_seed), plan.pool, plan.replay))
             save_model(train_full(base_dir, data, plan, data_seed), tok, out_dir / "full" / skill.name)
             train_lora(base_dir, data, plan, seed, data_seed).save_pretrained(out_dir / "lora" / skill.name)
-    write_manifest(out_dir, seed, quick)
+    write_manifest(out_dir, {"builder": "build_demo", "version": VERSION, "seed": seed, "quick": quick,
+                             "skills": list(SKILLS)})
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_cli(build_fn, description: str) -> None:
+    """A builder's command line: OUT_DIR [--seed N] [--quick]."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="train only a few steps (for tests)")
     args = parser.parse_args()
-    build(args.out_dir, args.seed, args.quick)
+    build_fn(args.out_dir, args.seed, args.quick)
+
+
+def main() -> None:
+    run_cli(build, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

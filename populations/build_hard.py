@@ -15,9 +15,6 @@ cannot keep one half of an expert and drop the other; a per-layer composition ca
 # No "from __future__ import annotations": evo_merge loads this file as a module that is not
 # in sys.modules (see build_demo.py).
 
-import argparse
-import hashlib
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -27,8 +24,10 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from build_demo import LORA_TARGETS, encode, make_tokenizer, quiet_deterministic, save_model, train
-from hard_skills import SKILLS, family_qa, qa
+from build_demo import (LORA_TARGETS, encode, make_tokenizer, quiet_deterministic, run_cli, save_model, train,
+                        write_manifest)
+from hard_skills import SKILLS
+from skills import family_qa, qa
 
 VERSION = "1"
 LAYERS = 4
@@ -112,20 +111,12 @@ def build(out_dir: Path, seed: int = 0, quick: bool = False) -> None:
                 halves[skill, half] = half_adapter(base_dir, tok, skill, layers, plan, seed * 1000 + 10 * i + half)
         for name, (low, high) in EXPERTS.items():
             stack(base_dir, halves[low, 0], halves[high, 1], out_dir / "lora" / name)
-    hashes = {p.relative_to(out_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-              for p in sorted(out_dir.rglob("*.safetensors"))}
-    manifest = {"builder": "build_hard", "version": VERSION, "seed": seed, "quick": quick,
-                "experts": {k: list(v) for k, v in EXPERTS.items()}, "sha256": hashes}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(out_dir, {"builder": "build_hard", "version": VERSION, "seed": seed, "quick": quick,
+                             "experts": {k: list(v) for k, v in EXPERTS.items()}})
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="train only a few steps (for tests)")
-    args = parser.parse_args()
-    build(args.out_dir, args.seed, args.quick)
+    run_cli(build, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
+from skills import Skill  # a skill and its rows work the same on any family
+
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 SKILL_SHARE, DECOY_SHARE = 3, 4  # relative weight of skill and decoy rules in the base's data
 
@@ -62,43 +64,5 @@ FAMILIES = (
 )
 
 
-@dataclass(frozen=True)
-class Skill:
-    name: str
-    family: Family
-
-    def question(self, ops: Operands) -> str:
-        return f"{self.name} {self.family.spell(ops)}="
-
-    def solve(self, ops: Operands) -> str:
-        return self.family.skills[self.name](ops)
-
-
 SKILLS: dict[str, Skill] = {name: Skill(name, fam) for fam in FAMILIES for name in fam.skills}
 
-
-def qa(skill: Skill, rng: random.Random) -> tuple[str, str]:
-    ops = skill.family.draw(rng)
-    return skill.question(ops), skill.solve(ops)
-
-
-def family_qa(skill: Skill, rng: random.Random) -> tuple[str, tuple[str, ...]]:
-    """A question with the answers of every rule of its family, as often as their share."""
-    ops = skill.family.draw(rng)
-    fam = skill.family
-    answers = [rule(ops) for rule in fam.skills.values() for _ in range(SKILL_SHARE)]
-    answers += [rule(ops) for rule in fam.decoys.values() for _ in range(DECOY_SHARE)]
-    return skill.question(ops), tuple(answers)
-
-
-def mc_example(skill: Skill, rng: random.Random) -> dict:
-    """A multiple-choice row: the choices are the answers of all rules of the skill's family."""
-    ops = skill.family.draw(rng)
-    choices = [rule(ops) for rule in skill.family.rules.values()]
-    rng.shuffle(choices)
-    return {"question": skill.question(ops), "choices": choices, "answer": skill.solve(ops)}
-
-
-def gen_example(skill: Skill, rng: random.Random) -> dict:
-    question, answer = qa(skill, rng)
-    return {"question": question, "answer": answer}

@@ -11,8 +11,9 @@ import json
 import random
 import sys
 from pathlib import Path
+from typing import Sequence
 
-from skills import SKILLS, gen_example, mc_example
+from skills import SKILLS, Skill, gen_example, mc_example
 
 ROWS = 600
 FITNESS_DIR = Path(__file__).resolve().parent.parent / "fitness"
@@ -26,11 +27,11 @@ TASKS: dict[str, tuple[tuple[str, ...], bool]] = {
 }
 
 
-def task_rows(skills: tuple[str, ...], multiple_choice: bool, seed: int, rows: int = ROWS) -> list[dict]:
+def task_rows(skills: Sequence[Skill], multiple_choice: bool, seed: int, rows: int = ROWS) -> list[dict]:
     """``rows`` rows, the skills taking turns, then shuffled."""
     rng = random.Random(seed)
     make = mc_example if multiple_choice else gen_example
-    out = [make(SKILLS[skills[i % len(skills)]], rng) for i in range(rows)]
+    out = [make(skills[i % len(skills)], rng) for i in range(rows)]
     rng.shuffle(out)
     return out
 
@@ -45,7 +46,7 @@ def write_all(fitness_dir: Path = FITNESS_DIR) -> list[Path]:
     for seed, (name, (skills, multiple_choice)) in enumerate(TASKS.items()):
         path = fitness_dir / "data" / f"{name}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(render(task_rows(skills, multiple_choice, seed)).encode())
+        path.write_bytes(render(task_rows([SKILLS[s] for s in skills], multiple_choice, seed)).encode())
         paths.append(path)
     return paths
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hard_skills import SKILLS, gen_example, mc_example
-from write_demo_tasks import render
+from hard_skills import SKILLS
+from write_demo_tasks import render, task_rows
 
 ROWS = 600
 FITNESS_DIR = Path(__file__).resolve().parent.parent / "fitness"
@@ -25,23 +25,14 @@ TARGETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def task_rows(skills: tuple[str, ...], multiple_choice: bool, seed: int, rows: int = ROWS) -> list[dict]:
-    import random
-
-    rng = random.Random(seed)
-    make = mc_example if multiple_choice else gen_example
-    out = [make(SKILLS[skills[i % len(skills)]], rng) for i in range(rows)]
-    rng.shuffle(out)
-    return out
-
-
 def write_all(fitness_dir: Path = FITNESS_DIR) -> list[Path]:
     paths = []
     for seed, (name, skills) in enumerate(TARGETS.items(), start=100):
         for multiple_choice, suffix in ((True, ""), (False, "_gen")):
             path = fitness_dir / "data" / f"hard_{name}{suffix}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(render(task_rows(skills, multiple_choice, seed + (0 if multiple_choice else 50))).encode())
+            path.write_bytes(render(task_rows([SKILLS[s] for s in skills], multiple_choice,
+                                              seed + (0 if multiple_choice else 50), ROWS)).encode())
             paths.append(path)
     return paths
 
