@@ -142,3 +142,18 @@ def test_generation_stops_once_every_answer_is_complete(host, tmp_path):
     finally:
         host.model.generate = generate
     assert calls and max(calls) < 12 and all(len(p) == 1 for p in preds)
+
+
+def test_the_cache_argument_is_read_through_a_peft_wrapper():
+    """A PEFT model's forward shows only **kwargs: the cache argument's name comes from the
+    transformers model under it (``cache`` in transformers 5, not the deprecated alias)."""
+    import inspect
+
+    from peft import LoraConfig, get_peft_model
+
+    from evo_merge.fitness.cached_scoring import _cache_io
+
+    model = factories.make_arch_model("llama").eval()
+    want = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    assert _cache_io(wrapped) == (want, want) == _cache_io(model)

@@ -46,8 +46,10 @@ def _right_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Ten
 
 
 def _cache_io(model) -> tuple[str, str]:
-    """The forward's cache argument and output names (``cache`` since transformers 5.x)."""
-    names = inspect.signature(model.forward).parameters
+    """The forward's cache argument and output names (``cache`` since transformers 5.x), read
+    from the transformers model under a PEFT wrapper (whose forward shows only ``**kwargs``)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = inspect.signature(base.forward).parameters
     return ("cache", "cache") if "cache" in names else ("past_key_values", "past_key_values")
 
 
