@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable
 
-from skills import Skill  # a skill and its rows work the same on any family
+from skills import RuleFamily, Skill  # skills, rows and rule checks work the same on any family
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 SKILL_SHARE, DECOY_SHARE = 3, 4  # relative weight of skill and decoy rules in the base's data
@@ -28,24 +28,13 @@ def _shift(c: str, k: int) -> str:
 
 
 @dataclass(frozen=True)
-class Family:
+class Family(RuleFamily):
     """Operands of one kind (drawn and spelled), the skills asked for on them, and decoys."""
 
     draw_operands: Callable[[random.Random], Operands]
     spell: Callable[[Operands], str]
     skills: dict[str, Rule]
     decoys: dict[str, Rule]
-
-    @property
-    def rules(self) -> dict[str, Rule]:
-        return {**self.skills, **self.decoys}
-
-    def draw(self, rng: random.Random) -> Operands:
-        """Random operands on which all rules give different answers."""
-        while True:
-            ops = self.draw_operands(rng)
-            if len({rule(ops) for rule in self.rules.values()}) == len(self.rules):
-                return ops
 
 
 FAMILIES = (

@@ -25,14 +25,13 @@ Operands = tuple[int, ...]
 Rule = Callable[[Operands], str]
 
 
-@dataclass(frozen=True)
-class Family:
-    """Operands of one kind, the skills asked for on them, and decoy rules."""
+class RuleFamily:
+    """What every skill family does (this population's and the hard benchmark's): its rules,
+    and operands on which they all answer differently."""
 
-    alphabet: str
-    arity: int
     skills: dict[str, Rule]
     decoys: dict[str, Rule]
+    draw_operands: Callable[[random.Random], Operands]  # a method, or a field holding a function
 
     @property
     def rules(self) -> dict[str, Rule]:
@@ -41,9 +40,22 @@ class Family:
     def draw(self, rng: random.Random) -> Operands:
         """Random operands on which all rules give different answers."""
         while True:
-            ops = tuple(rng.randrange(len(self.alphabet)) for _ in range(self.arity))
+            ops = self.draw_operands(rng)
             if len({rule(ops) for rule in self.rules.values()}) == len(self.rules):
                 return ops
+
+
+@dataclass(frozen=True)
+class Family(RuleFamily):
+    """Operands of one kind, the skills asked for on them, and decoy rules."""
+
+    alphabet: str
+    arity: int
+    skills: dict[str, Rule]
+    decoys: dict[str, Rule]
+
+    def draw_operands(self, rng: random.Random) -> Operands:
+        return tuple(rng.randrange(len(self.alphabet)) for _ in range(self.arity))
 
     def spell(self, ops: Operands) -> str:
         return "".join(self.alphabet[i] for i in ops)

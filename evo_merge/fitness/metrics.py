@@ -46,6 +46,16 @@ def make_metric(spec: TaskSpec, examples: list[dict[str, Any]], tokenizer: Any, 
     return METRICS.get(spec.metric)(spec, examples, tokenizer, device, batch_size)
 
 
+class _ScoresAsPredictions:
+    """Metrics whose prediction is the per-example score; ensembles average them."""
+
+    def score(self, predictions):
+        return np.asarray(predictions, dtype=float)
+
+    def combine(self, member_predictions):
+        return list(np.mean(np.asarray(member_predictions), axis=0))
+
+
 @METRICS.register("mc_loglik")
 class MultipleChoice:
     """Accuracy of the highest log-likelihood choice; ensembles average choice log-probs."""
@@ -84,7 +94,7 @@ class MultipleChoice:
 
 
 @METRICS.register("neg_loss")
-class NegativeLoss:
+class NegativeLoss(_ScoresAsPredictions):
     """Mean per-token log-probability of the reference answer (higher is better)."""
 
     def __init__(self, spec, examples, tokenizer, device, batch_size):
@@ -99,12 +109,6 @@ class NegativeLoss:
 
     def from_logprobs(self, total, count):
         return list(total / count)
-
-    def score(self, predictions):
-        return np.asarray(predictions, dtype=float)
-
-    def combine(self, member_predictions):
-        return list(np.mean(np.asarray(member_predictions), axis=0))
 
 
 @METRICS.register("exact_match")
@@ -169,7 +173,7 @@ class AnswerComplete(StoppingCriteria):
         return torch.tensor(done, device=input_ids.device)
 
 
-class CallableMetric:
+class CallableMetric(_ScoresAsPredictions):
     """A user function returning per-example scores; ensembles average the scores."""
 
     def __init__(self, spec, examples, tokenizer, fn):
@@ -192,12 +196,6 @@ class CallableMetric:
         if not np.isfinite(scores).all():
             raise EvoMergeError(f"{what} returned NaN or infinite scores (example {int(np.argmin(np.isfinite(scores)))})")
         return list(scores)
-
-    def score(self, predictions):
-        return np.asarray(predictions, dtype=float)
-
-    def combine(self, member_predictions):
-        return list(np.mean(np.asarray(member_predictions), axis=0))
 
 
 def _import_callable(ref: str) -> Callable:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from evo_merge.errors import EvoMergeError
+from evo_merge.fitness.scoring import left_pad_ids
 
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -86,12 +87,8 @@ def encode(tokenizer: Any, text: str) -> list[int]:
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(list(r), dtype=torch.long)
-        mask[i, width - len(r):] = 1
+    """Generation inputs: the rows left-padded, with their attention mask."""
+    ids, mask, _ = left_pad_ids([list(r) for r in rows], pad_id)
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
 
 

@@ -34,7 +34,7 @@ class Batch:
     extra: dict = field(default_factory=dict)
 
 
-def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def left_pad_ids(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     width = max(map(len, seqs))
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -75,7 +75,7 @@ class ContinuationScorer(_Scorer):
     @staticmethod
     def _batch(pairs: list[Pair], rows: list[int], pad_id: int, device: torch.device) -> Batch:
         chosen = [pairs[i] for i in rows]
-        ids, mask, pos = _left_pad([p + c for p, c in chosen], pad_id)
+        ids, mask, pos = left_pad_ids([p + c for p, c in chosen], pad_id)
         k = max(len(c) for _, c in chosen)
         cont = torch.zeros((len(chosen), k), dtype=torch.bool)
         for r, (_, c) in enumerate(chosen):
@@ -105,7 +105,7 @@ class SharedPromptScorer(_Scorer):
         self.batches = []
         for s in range(0, len(order), batch_size):
             rows = order[s:s + batch_size]
-            ids, mask, pos = _left_pad([prompts[i] for i in rows], pad_id)
+            ids, mask, pos = left_pad_ids([prompts[i] for i in rows], pad_id)
             width = max(len(groups[i]) for i in rows)
             targets = torch.zeros((len(rows), width), dtype=torch.long)
             valid = torch.zeros((len(rows), width), dtype=torch.bool)
