@@ -58,8 +58,10 @@ def ties(budget: int) -> MethodPlan:
 
 @METHODS.register("DARE-TIES")
 def dare_ties(budget: int) -> MethodPlan:
-    """DARE-TIES with tuned coefficients and density."""
-    return _search("dare_ties", budget, bounds=[0.0, 1.5], params={"density": [0.1, 1.0]})
+    """DARE-TIES with tuned coefficients and density (normalized, kept values rescaled by 1/density:
+    the settings of the figures in BENCHMARKS.md; mergekit's defaults differ)."""
+    return _search("dare_ties", budget, bounds=[0.0, 1.5],
+                   params={"density": [0.1, 1.0], "normalize": True, "rescale": "inverse_density"})
 
 
 @METHODS.register("relevant average")

@@ -47,7 +47,7 @@ class SearchConfig(_Strict):
     num_workers: int = Field(1, ge=1, description="candidates evaluated at once")
     parents: Literal["all"] | int = Field("all", description="'all', or the k fittest")
     method: str = Field("task_arithmetic", description="merge method; task_arithmetic is LoraHub's weighted sum")
-    params: dict[str, float | list[float]] = Field(default_factory=dict,
+    params: dict[str, bool | float | str | list[float]] = Field(default_factory=dict,
                                                    description="merge parameters: a number is fixed, "
                                                    "[low, high] is searched")
     granularity: Literal["parent", "layers", "filters"] = "parent"
@@ -77,7 +77,7 @@ class SearchConfig(_Strict):
     def searched_params(self) -> dict[str, tuple[float, float]]:
         return {k: (float(v[0]), float(v[1])) for k, v in self.params.items() if isinstance(v, list)}
 
-    def fixed_params(self) -> dict[str, float]:
+    def fixed_params(self) -> dict[str, Any]:
         return {k: v for k, v in self.params.items() if not isinstance(v, list)}
 
     def groups_spec(self) -> dict[str, Any]:

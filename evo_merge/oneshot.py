@@ -1,18 +1,11 @@
-"""``evo-merge merge``: a one-shot merge of given models into a Hugging Face model directory.
+"""``evo-merge merge``: a one-shot merge from mergekit's YAML into a Hugging Face model directory.
 
-The config follows mergekit's YAML::
-
-    merge_method: ties
-    base_model: path/or/hub-id
-    models:
-      - model: path/to/finetune-or-adapter
-        parameters: {weight: 0.6}
-    parameters: {density: 0.5}
-    seed: 0
-
-Models are full fine-tunes (merged as task vectors: model minus base) or PEFT LoRA
-adapters (``lora_mode``: exact by default, factor-wise or as products); the result is written
-atomically as a full model (adapters merged into the base).
+The config is mergekit 0.1.5's (see ``mergeyaml/schema.py``) and means what it means in
+mergekit (``mergeyaml/plan.py``). Full models are merged tensor by tensor from their
+safetensors shards into streamed, sharded output (``mergeyaml/execute.py``). PEFT LoRA
+adapters as models are merged as genomes (``lora_mode``: exact by default, factor-wise or
+as products) and written as a full model (adapters merged into the base). The output
+directory appears atomically: a failure leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -21,69 +14,82 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Callable
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from evo_merge.yamlfile import load_model
 from evo_merge.errors import EvoMergeError
-from evo_merge.genome import Genome
-from evo_merge.merge import get_merge_method, merge_genomes
-from evo_merge.model_host import ModelHost
-from evo_merge.population import MemberSpec, Population, PopulationSpec, resolve_model_path
+from evo_merge.merge import get_merge_method
+from evo_merge.mergeyaml.schema import MergeYaml
+from evo_merge.yamlfile import load_model
+
+DEFAULT_SHARD_BYTES = 5 * 10**9  # mergekit's default shard size
 
 
-class ModelEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    model: str
-    parameters: dict[str, Any] = Field(default_factory=dict)
+def resolve_ref(ref: str, config_dir: Path) -> Path:
+    """A model reference: a directory relative to the current directory (as in mergekit), else
+    to the config file's directory, else a Hugging Face Hub id."""
+    from evo_merge.population import resolve_model_path
+
+    if "+" in ref:
+        raise EvoMergeError(f"model {ref!r}: mergekit's 'model+lora' syntax is not supported; list the "
+                            "adapter directory as a model instead")
+    here = Path.cwd() if (Path.cwd() / ref).is_dir() else config_dir
+    return resolve_model_path(ref, here, f"model {ref}", None)
 
 
-class MergeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    merge_method: str
-    base_model: str
-    models: list[ModelEntry] = Field(min_length=1)
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    lora_mode: Literal["exact", "factors", "product"] = "exact"
-    trust_remote_code: bool = False
+def check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise EvoMergeError(f"--device {device}: no CUDA device is available")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise EvoMergeError(f"--device {device!r}: expected cpu or cuda[:N]")
 
 
-def merge_from_config(config_path: Path, out: Path) -> None:
-    cfg: MergeConfig = load_model(MergeConfig, config_path, "merge config")
+def merge_from_config(config_path: Path, out: Path, *, device: str = "cpu",
+                      shard_bytes: int = DEFAULT_SHARD_BYTES,
+                      progress: Callable[[int, int], None] | None = None) -> None:
+    cfg: MergeYaml = load_model(MergeYaml, config_path, "merge config")
     method = get_merge_method(cfg.merge_method)
-    method.resolve_params(cfg.parameters)
-    for entry in cfg.models:
-        extra = set(entry.parameters) - {"weight"}
-        if extra:
-            raise EvoMergeError(f"{config_path}: model {entry.model}: only 'weight' is a per-model parameter, "
-                                f"got {sorted(extra)}")
+    check_device(device)
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EvoMergeError(f"output directory {out} already exists and is not empty")
     here = Path(config_path).resolve().parent
-    paths = [resolve_model_path(e.model, here, f"model {e.model}", None) for e in cfg.models]
-    adapters = [(p / "adapter_config.json").is_file() for p in paths]
-    if any(adapters) and not all(adapters):
-        raise EvoMergeError("models mix LoRA adapters and full models; merge one kind at a time")
-    kind = "lora" if all(adapters) else "full"
-    spec = PopulationSpec.model_construct(name="merge", kind=kind, base_model=cfg.base_model,
-                                          members=[MemberSpec(name=f"m{i}", path=str(p)) for i, p in enumerate(paths)])
-    population = Population(spec, resolve_model_path(cfg.base_model, here, "base_model", None),
-                            {f"m{i}": p for i, p in enumerate(paths)})
-    genomes: list[Genome] = list(population.load_genomes(cfg.lora_mode).values())
-    weights = [float(e.parameters.get("weight", 1.0)) for e in cfg.models]
-    merged = merge_genomes(method, genomes, weights, seed=cfg.seed, params=cfg.parameters,
-                           lora_mode="factors" if cfg.lora_mode == "exact" else cfg.lora_mode)
-    host = ModelHost(population.base_dir, merged.layout, adapter_dir=paths[0] if kind == "lora" else None,
-                     device="cpu", dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, basis=merged.basis)
-    host.install(merged)
+    paths = {ref: resolve_ref(ref, here) for ref in cfg.referenced()}
+    adapters = {ref for ref, p in paths.items() if (p / "adapter_config.json").is_file()}
+    if adapters:
+        from evo_merge.mergeyaml.adapters import merge_adapters
+
+        _atomic_dir(out, lambda tmp: merge_adapters(cfg, method, paths, adapters, tmp))
+        return
+
+    from evo_merge.mergeyaml.execute import run_plan
+    from evo_merge.mergeyaml.model_files import write_config, write_tokenizer
+    from evo_merge.mergeyaml.plan import Planner, open_readers
+    from evo_merge.mergeyaml.tensor_files import ShardedWriter
+
+    readers = open_readers(paths)
+    try:
+        plan = Planner(cfg, method, readers).plan()
+
+        def build(tmp: Path) -> None:
+            writer = ShardedWriter(tmp, [(t.name, t.dtype, t.shape) for t in plan.tasks], shard_bytes)
+            run_plan(method, plan, readers, writer, device, cfg.seed, progress)
+            write_config(tmp, cfg, plan, paths)
+            write_tokenizer(tmp, cfg, paths)
+
+        _atomic_dir(out, build)
+    finally:
+        for r in readers.values():
+            r.close()
+
+
+def _atomic_dir(out: Path, build: Callable[[Path], None]) -> None:
+    """Have ``build`` fill a temporary directory beside ``out``, then rename it to ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        host.export_model(tmp)
+        build(tmp)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

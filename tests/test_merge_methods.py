@@ -74,14 +74,16 @@ def test_ties_by_hand() -> None:
 
 
 def test_dare_by_hand() -> None:
-    # density 1 drops nothing: dare_ties is TIES, dare_linear is task arithmetic
+    # density 1 drops nothing: dare_ties is TIES (mergekit's default: not normalized), dare_linear
+    # is task arithmetic. weighted [1,-2], [3,1], [-2,-2]; signs [+, -]: [1 + 3, -2 - 2]
     three = [T(1, -2), T(3, 1), T(-1, -1)]
-    torch.testing.assert_close(run("dare_ties", three, [1, 1, 2], seed=0), T(2, -4 / 3))
+    assert torch.equal(run("dare_ties", three, [1, 1, 2], seed=0), T(4, -4))
+    torch.testing.assert_close(run("dare_ties", three, [1, 1, 2], seed=0, normalize=True), T(2, -4 / 3))
     assert torch.equal(run("dare_linear", [X0, X1], [1, 3], seed=0, lambda_=0.5), T(5, 1, 0, 5))
-    # density 0.5 on one parent: every value is dropped (0) or doubled
+    # density 0.5 on one parent, rescale inverse_density: every value is dropped (0) or doubled
     x = T(1, -2, 0.5, 4, 3, -1, 2, 7)
     for name in ("dare_linear", "dare_ties"):
-        out = run(name, [x], [1], seed=3, density=0.5)
+        out = run(name, [x], [1], seed=3, density=0.5, rescale="inverse_density")
         assert bool(((out == 0) | (out == 2 * x)).all())
         assert 0 < int((out == 0).sum()) < 8
 
@@ -143,7 +145,8 @@ def test_dare_expectation_equals_input(name: str) -> None:
     x = T(1, -2, 0.5, 4)
     p = Genome.from_tensors({"x": x}, kind="delta")
     n = 2000
-    mean = sum(merge_genomes(name, [p], [1], seed=s, params={"density": 0.5}).flat for s in range(n)) / n
+    params = {"density": 0.5, "rescale": "inverse_density"}
+    mean = sum(merge_genomes(name, [p], [1], seed=s, params=params).flat for s in range(n)) / n
     # each sample is 0 or 2x (std |x|), so the mean's std is |x| / sqrt(2000) = 0.022 |x|: allow ~4.5 std
     assert bool(((mean - x).abs() <= 0.1 * x.abs()).all()), mean
 
@@ -156,27 +159,43 @@ def test_slerp_endpoints(seed: int) -> None:
 
 
 @pytest.mark.parametrize("name,params", [("linear", {}), ("task_arithmetic", {"lambda_": 0.7}),
-                                         ("dare_ties", {}), ("linear", {"normalize": False})])
+                                         ("dare_ties", {"rescale": "inverse_density"}),
+                                         ("dare_linear", {"rescale": False}),
+                                         ("linear", {"normalize": False}), ("passthrough", {"scale": 2.0})])
 def test_elementwise_fast_path_equals_per_tensor_path(name: str, params: dict) -> None:
     method = get_merge_method(name)
-    assert method.elementwise
-    slow = dataclasses.replace(method, elementwise=False)
-    parents = [delta(1), delta(2), delta(3)]
-    fast_out = merge_genomes(method, parents, [0.2, 0.5, 1.3], seed=4, params=params)
-    slow_out = merge_genomes(slow, parents, [0.2, 0.5, 1.3], seed=4, params=params)
+    assert method.is_elementwise(method.resolve_params(params))
+    slow = dataclasses.replace(method, elementwise=False, elementwise_if=None)
+    if name == "passthrough":
+        parents, weights = [delta(1)], [1.0]
+    else:
+        parents, weights = [delta(1), delta(2), delta(3)], [0.2, 0.5, 1.3]
+    fast_out = merge_genomes(method, parents, weights, seed=4, params=params)
+    slow_out = merge_genomes(slow, parents, weights, seed=4, params=params)
     assert torch.equal(fast_out.flat, slow_out.flat)
+
+
+def test_dare_with_l1_rescale_is_per_tensor() -> None:
+    # mergekit's rescale restores each tensor's L1 norm, so it cannot run on a flat buffer
+    method = get_merge_method("dare_ties")
+    assert not method.elementwise and not method.is_elementwise(method.resolve_params({}))
 
 
 @pytest.mark.parametrize("name", sorted(merge_methods()))
 def test_deterministic_and_dtype_kept(name: str) -> None:
     parents = [delta(1, torch.bfloat16), delta(2, torch.bfloat16)]
-    params = {"density": 0.5} if "dare" in name or name == "ties" else {}
-    a = merge_genomes(name, parents, [0.4, 0.6], seed=7, params=params)
-    b = merge_genomes(name, parents, [0.4, 0.6], seed=7, params=params)
+    params = {"density": 0.5} if "dare" in name or "della" in name or name == "ties" else {}
+    if name == "nearswap":
+        params = {"t": 0.3}
+    if name == "passthrough":
+        parents, params = parents[:1], {"scale": 0.5}
+    w = [0.4, 0.6][:len(parents)]
+    a = merge_genomes(name, parents, w, seed=7, params=params)
+    b = merge_genomes(name, parents, w, seed=7, params=params)
     assert a.flat.dtype == torch.bfloat16 and a.layout == parents[0].layout
     assert a.content_hash() == b.content_hash()
     if get_merge_method(name).uses_random:
-        assert not torch.equal(a.flat, merge_genomes(name, parents, [0.4, 0.6], seed=8, params=params).flat)
+        assert not torch.equal(a.flat, merge_genomes(name, parents, w, seed=8, params=params).flat)
 
 
 @pytest.mark.parametrize("density,gamma", [(0.3, 0.0), (0.5, 0.1), (0.77, 0.2)])
@@ -223,15 +242,23 @@ def test_errors() -> None:
         merge_genomes("linear", [p, q], [1, float("nan")])
     with pytest.raises(EvoMergeError, match="weights sum to zero"):
         merge_genomes("linear", [p, q], [1, -1])
-    with pytest.raises(EvoMergeError, match="weights sum to zero"):
-        merge_genomes("ties", [p, q], [0, 0])
+    # the task-arithmetic family divides by 1 where the weights sum to zero (mergekit's rule)
+    assert torch.equal(merge_genomes("ties", [p, q], [0, 0]).flat, torch.zeros_like(p.flat))
     for density in (0.0, 1.5):
         with pytest.raises(EvoMergeError, match=r"density must be in \(0, 1\]"):
             merge_genomes("dare_linear", [p, q], [1, 1], seed=0, params={"density": density})
     with pytest.raises(EvoMergeError, match="is random: give a seed"):
         merge_genomes("dare_ties", [p, q], [1, 1])
     with pytest.raises(EvoMergeError, match="needs exactly 2 parents, got 3"):
+        merge_genomes("task_slerp", [p, q, p], [1, 1, 1])
+    with pytest.raises(EvoMergeError, match="needs at most 2 parents, got 3"):
         merge_genomes("slerp", [p, q, p], [1, 1, 1])
+    with pytest.raises(EvoMergeError, match="parameter density: 3 values for 2 models"):
+        merge_genomes("ties", [p, q], [1, 1], params={"density": [0.5, 0.5, 0.5]})
+    with pytest.raises(EvoMergeError, match=r"parameter density: density must be in \(0, 1\] \(item 1\)"):
+        merge_genomes("ties", [p, q], [1, 1], params={"density": [0.5, 1.5]})
+    with pytest.raises(EvoMergeError, match="takes no base model"):
+        get_merge_method("linear")([T(1), T(2)], T(1, 1), base=T(0))
     with pytest.raises(EvoMergeError, match="3 weights for 2 parents"):
         merge_genomes("linear", [p, q], [1, 1, 1])
 

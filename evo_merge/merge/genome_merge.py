@@ -62,7 +62,7 @@ def merge_genomes(method: str | MergeMethod, parents: Sequence[Genome],
         merged = merge_lora_product(m, [p.tensors() for p in parents], w, generator=generator,
                                     params=resolved)
         child = _assemble(parents[0], merged)
-    elif m.elementwise:
+    elif m.is_elementwise(resolved):
         flat = m([p.flat for p in parents], w, generator=generator, **resolved)
         child = parents[0].with_flat(flat)
     else:

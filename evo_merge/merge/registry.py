@@ -6,30 +6,41 @@ A method merges the k tensors that share one name across k parents::
     def linear(tensors, weights, *, generator, normalize: bool = True):
         ...
 
-``tensors`` is a sequence of same-shape tensors (task vectors, i.e. deltas from the
-base, or LoRA factors), ``weights`` a float32 tensor of shape (k,) on the same device,
+``tensors`` is a sequence of same-shape tensors, ``weights`` a float32 tensor of shape (k,)
+on the same device,
 ``generator`` a seeded ``torch.Generator`` on that device (or None for deterministic
 methods). Keyword parameters use mergekit's names (density, normalize, lambda, t, gamma,
 epsilon); their types, ranges and defaults are the annotations and defaults of the
 signature, so a config is validated (names and values) before a run exists.
 ``elementwise=True`` declares that the method treats every value independently of the
-others of its tensor, so it may run on a genome's whole flat buffer in one call.
+others of its tensor, so it may run on a genome's whole flat buffer in one call
+(``elementwise_if``: only for the parameter values it accepts).
+
+``space`` says what the tensors are. "delta": task vectors (model minus base); the result
+is a task vector (whoever runs the method adds the base back). "weights": model weights.
+``base`` is mergekit's base-model policy ("none", "optional", "required"): when it is not
+"none" the inputs are the models other than the base, and the function receives keyword
+``base``, the base model's tensor or None. In evolution every genome is a task vector, so
+methods are called with ``base=None``, which means the origin (zeros).
+Per-model parameters (mergekit's NON_BASE scope: density, gamma, epsilon) take one value
+or a list of k values (``X | list[X]``); ``per_model`` turns either into k floats.
 """
 
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Sequence
+from typing import Annotated, Any, Callable, Literal, Sequence
 
 import torch
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ValidationError, WrapValidator
 
 from evo_merge.errors import EvoMergeError
 from evo_merge.registry import Entry, Registry
 
 MergeFn = Callable[..., torch.Tensor]
-
+Space = Literal["delta", "weights"]
+BasePolicy = Literal["none", "optional", "required"]
 
 
 def _within(name: str, lo: float, hi: float, lo_open: bool, hi_open: bool) -> AfterValidator:
@@ -47,6 +58,35 @@ Density = Annotated[float, _within("density", 0.0, 1.0, True, False)]
 Gamma = Annotated[float, _within("gamma", 0.0, 1.0, False, True)]
 Unit = Annotated[float, _within("t", 0.0, 1.0, False, False)]
 Positive = Annotated[float, Field(gt=0.0)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+
+def _one_or_list(value: Any, handler: Callable[[Any], Any]) -> Any:
+    """Validate ``X | list[X]``, reporting only the matching branch's error in one line."""
+    try:
+        return handler(value)
+    except ValidationError as exc:
+        errors = exc.errors()
+        as_list = isinstance(value, (list, tuple))
+        err = next((e for e in errors if str(e["loc"][0] if e["loc"] else "").startswith("list") == as_list),
+                   errors[0])
+        at = f" (item {err['loc'][1]})" if as_list and len(err["loc"]) > 1 else ""
+        raise ValueError(err["msg"].removeprefix("Value error, ") + at) from None
+
+
+# per-model parameters (mergekit's NON_BASE scope): one value for every model, or a list of k values
+Densities = Annotated[Density | list[Density], WrapValidator(_one_or_list)]
+Gammas = Annotated[Gamma | list[Gamma], WrapValidator(_one_or_list)]
+Epsilons = Annotated[NonNegative | list[NonNegative], WrapValidator(_one_or_list)]
+
+
+def per_model(value: float | Sequence[float], k: int, name: str) -> list[float]:
+    """A per-model parameter as k floats: a scalar repeated, or a list of exactly k values."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != k:
+            raise EvoMergeError(f"parameter {name}: {len(value)} values for {k} models")
+        return [float(v) for v in value]
+    return [float(value)] * k
 
 
 @dataclass(frozen=True)
@@ -60,6 +100,13 @@ class MergeMethod:
     max_parents: int | None = None
     uses_random: bool = False
     linear: bool = False  # the result is a fixed linear combination of the inputs (exact on LoRA factors)
+    space: Space = "delta"
+    base: BasePolicy = "none"
+    elementwise_if: Callable[[dict[str, Any]], bool] | None = None  # elementwise for these resolved params
+
+    def is_elementwise(self, params: dict[str, Any]) -> bool:
+        """Whether the method may run on a whole flat buffer with these (resolved) parameters."""
+        return self.elementwise or (self.elementwise_if is not None and bool(self.elementwise_if(params)))
 
     @property
     def entry(self) -> Entry["MergeMethod"]:
@@ -78,28 +125,44 @@ class MergeMethod:
         return self.entry.validate(params, f"merge method {self.name!r}")
 
     def __call__(self, tensors: Sequence[torch.Tensor], weights: torch.Tensor, *,
-                 generator: torch.Generator | None = None, **params: Any) -> torch.Tensor:
+                 generator: torch.Generator | None = None, base: torch.Tensor | None = None,
+                 **params: Any) -> torch.Tensor:
+        """Merge ``tensors`` (the inputs other than the base when the base policy is not "none");
+        ``base`` is passed on only to methods with a base policy (None: the origin)."""
         k = len(tensors)
         if k < self.min_parents or (self.max_parents is not None and k > self.max_parents):
-            bound = f"exactly {self.min_parents}" if self.min_parents == self.max_parents else f"at least {self.min_parents}"
+            bound = (f"exactly {self.min_parents}" if self.min_parents == self.max_parents
+                     else f"at least {self.min_parents}" if k < self.min_parents else f"at most {self.max_parents}")
             raise EvoMergeError(f"merge method {self.name!r} needs {bound} parents, got {k}")
         if weights.numel() != k:
             raise EvoMergeError(f"merge method {self.name!r}: {weights.numel()} weights for {k} parents")
-        return self.fn(tensors, weights, generator=generator, **self.resolve_params(params))
+        extra: dict[str, Any] = {}
+        if self.base != "none":
+            extra["base"] = base
+        elif base is not None:
+            raise EvoMergeError(f"merge method {self.name!r} takes no base model")
+        return self.fn(tensors, weights, generator=generator, **extra, **self.resolve_params(params))
 
 
-MERGE_METHODS: Registry[MergeMethod] = Registry("merge method", builtins="evo_merge.merge.methods", skip=("generator",))
+MERGE_METHODS: Registry[MergeMethod] = Registry("merge method", builtins="evo_merge.merge.methods", skip=("generator", "base"))
 
 
 def merge_method(name: str, *, elementwise: bool = False, min_parents: int = 1, max_parents: int | None = None,
-                 uses_random: bool = False, linear: bool = False) -> Callable[[MergeFn], MergeFn]:
+                 uses_random: bool = False, linear: bool = False, space: Space = "delta",
+                 base: BasePolicy = "none",
+                 elementwise_if: Callable[[dict[str, Any]], bool] | None = None) -> Callable[[MergeFn], MergeFn]:
     """Register ``fn`` as merge method ``name``; its keyword parameters are the method's settings.
     ``linear=True``: the result is sum_i f(w)_i x_i for every tensor (so merging LoRA B factors
-    over a shared A is exact); other methods see exact-LoRA parents as weight updates."""
+    over a shared A is exact); other methods see exact-LoRA parents as weight updates.
+    ``space`` and ``base``: see the module docstring; min/max_parents count the inputs other than
+    the base."""
+    if space not in ("delta", "weights") or base not in ("none", "optional", "required"):
+        raise ValueError(f"merge method {name!r}: bad space {space!r} or base policy {base!r}")
 
     def register(fn: MergeFn) -> MergeFn:
-        MERGE_METHODS.add(name, MergeMethod(name, fn, elementwise, min_parents, max_parents, uses_random, linear),
-                          source=fn)
+        method = MergeMethod(name, fn, elementwise, min_parents, max_parents, uses_random, linear, space, base,
+                             elementwise_if)
+        MERGE_METHODS.add(name, method, source=fn)
         return fn
 
     return register

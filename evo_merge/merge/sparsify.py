@@ -1,32 +1,42 @@
 """The building blocks of the task-arithmetic family (mergekit's generalized task arithmetic).
 
 Sparsification keeps part of each task vector: ``magnitude`` (TIES: the top ``density``
-by magnitude), ``random`` (DARE: a seeded random drop, kept values rescaled by
-1/density) or ``breadcrumbs`` (drop the largest ``gamma`` and the smallest values).
-Consensus combines them: ``sum`` (a weighted sum) or ``ties`` (sign election and the
-disjoint mean). Every step computes in float32; thresholds are exact and deterministic.
+by magnitude), ``random`` (DARE: each value kept with probability ``density``),
+``breadcrumbs`` (drop the largest ``gamma`` and the smallest values) or ``della``
+(DELLA's MAGPRUNE: keep probabilities rising with the magnitude's rank within each row,
+from density - epsilon to density + epsilon). ``rescale`` then restores the scale of what
+is kept: True is mergekit's (the L1 norm of each task vector unchanged), "inverse_density"
+divides the kept values by their keep probability (density; DELLA: the value's own),
+False leaves them. Consensus combines the task vectors: ``sum`` (a weighted sum) or
+``ties`` (sign election of the weighted vectors and the disjoint mean). Every step
+computes in float32; magnitude thresholds are exact and deterministic.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 
 from evo_merge.errors import EvoMergeError
+from evo_merge.merge.registry import per_model
 
 Tensors = Sequence[torch.Tensor]
-Sparsification = Literal["magnitude", "random", "breadcrumbs"] | None
+Sparsification = Literal["magnitude", "random", "breadcrumbs", "della"] | None
 Consensus = Literal["sum", "ties"]
+Rescale = bool | Literal["inverse_density"]
 
 
-def check_shapes(name: str, tensors: Tensors) -> None:
+def check_shapes(name: str, tensors: Tensors, base: torch.Tensor | None = None) -> None:
     shape = tensors[0].shape
     for i, t in enumerate(tensors):
         if t.shape != shape:
             raise EvoMergeError(f"merge method {name!r}: parent {i} tensor has shape {list(t.shape)}, "
                                 f"expected {list(shape)}")
+    if base is not None and base.shape != shape:
+        raise EvoMergeError(f"merge method {name!r}: base tensor has shape {list(base.shape)}, "
+                            f"expected {list(shape)}")
 
 
 def weight_total(name: str, weights: torch.Tensor) -> float:
@@ -47,10 +57,12 @@ def weighted_sum(tensors: Tensors, weights: torch.Tensor) -> torch.Tensor:
 
 
 def finish(out: torch.Tensor, name: str, weights: torch.Tensor, normalize: bool,
-            lambda_: float, like: torch.Tensor) -> torch.Tensor:
-    """Divide by the weight sum (if ``normalize``), scale by ``lambda_``, cast to ``like``'s dtype."""
-    if normalize:
-        out = out.div_(weight_total(name, weights))
+           lambda_: float, like: torch.Tensor) -> torch.Tensor:
+    """Divide by the weight sum (if ``normalize``; mergekit's rule: a sum within 1e-8 of zero
+    divides by 1), scale by ``lambda_``, cast to ``like``'s dtype."""
+    total = float(weights.sum())
+    if normalize and abs(total) >= 1e-8 and total != 1.0:
+        out = out.div_(total)
     if lambda_ != 1.0:
         out = out.mul_(lambda_)
     return out.to(like.dtype)
@@ -100,40 +112,70 @@ def _smallest(mag: torch.Tensor, m: int) -> torch.Tensor:
     return below | (at & (at.cumsum(0) <= room))
 
 
-def keep_top(x: torch.Tensor, density: float) -> torch.Tensor:
-    """x with all but its int(density*n) largest magnitudes zeroed (at least one kept)."""
-    if density >= 1.0:
-        return x
-    mag = x.reshape(-1).abs()
+def _keep_top(mag: torch.Tensor, density: float) -> torch.Tensor:
+    """Mask of the int(density*n) largest of 1-D ``mag`` (at least one kept, as mergekit)."""
     n_keep = max(1, int(density * mag.numel()))
-    return torch.where(_smallest(mag, mag.numel() - n_keep).view(x.shape), 0.0, x)
+    return ~_smallest(mag, mag.numel() - n_keep)
 
 
-def trim_outliers(x: torch.Tensor, density: float, gamma: float) -> torch.Tensor:
-    """Breadcrumbs: drop the largest ``gamma`` fraction, then the smallest, keeping ``density``."""
-    if density >= 1.0:
-        return x
-    mag = x.reshape(-1).abs()
+def _trim_outliers(mag: torch.Tensor, density: float, gamma: float) -> torch.Tensor:
+    """Breadcrumbs mask: drop the largest int(gamma*n), then the smallest, keeping int(density*n);
+    when both do not fit, fewer outliers are dropped (mergekit's rule)."""
     n = mag.numel()
-    n_keep = max(1, int(density * n))
-    n_top = int(gamma * n)
-    n_bot = n - n_keep - n_top
-    if n_bot < 0:  # too few left: remove fewer outliers to hit the density
-        n_top, n_bot = n_top + n_bot, 0
-    keep = _smallest(mag, n - n_top) & ~_smallest(mag, n_bot)
-    return torch.where(keep.view(x.shape), x, 0.0)
+    n_keep, n_top = int(density * n), int(gamma * n)
+    n_bot = max(0, n - n_keep - n_top)
+    return _smallest(mag, n_bot + n_keep) & ~_smallest(mag, n_bot)
 
 
-def dare(x: torch.Tensor, density: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Drop each value with probability 1 - density, rescale the kept ones by 1/density."""
-    if density >= 1.0:
+def _della_probs(x: torch.Tensor, density: float, epsilon: float) -> torch.Tensor:
+    """MAGPRUNE keep probabilities: density - epsilon + 2 epsilon * (rank - 1) / (n - 1), ranks of
+    |x| along dim 1 (a 1-D tensor is one row; ties by index). A row of one value gets ``density``."""
+    if density + epsilon >= 1 or density - epsilon <= 0:
+        raise EvoMergeError(f"della: epsilon {epsilon:g} must keep density {density:g} +/- epsilon in (0, 1)")
+    rows = x.unsqueeze(0) if x.dim() < 2 else x
+    n = rows.shape[1]
+    if n < 2:
+        return torch.full_like(x, density)
+    ranks = torch.argsort(torch.argsort(rows.abs(), dim=1, stable=True), dim=1).float()
+    return ranks.mul_(2 * epsilon / (n - 1)).add_(density - epsilon).view(x.shape)
+
+
+def _rescale_l1(x: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """mergekit's RescaleNorm.l1: ``kept`` scaled so its L1 norm is that of ``x`` (norms < 1e-7: as is)."""
+    before = float(x.abs().sum(dtype=torch.float64))
+    after = float(kept.abs().sum(dtype=torch.float64))
+    if before < 1e-7 or after < 1e-7:
+        return kept
+    return kept.mul_(before / after)
+
+
+def sparsify(x: torch.Tensor, how: Sparsification, density: float, *, gamma: float = 0.0, epsilon: float = 0.0,
+             rescale: Rescale = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One task vector (float32) with part of it dropped, as ``how`` says (None or density >= 1:
+    all kept, no rescaling, as in mergekit), the kept part rescaled as ``rescale`` says."""
+    if how is None or density >= 1.0:
         return x
-    keep = torch.rand(x.shape, generator=generator, device=x.device).lt_(density)
-    return keep.mul_(x).div_(density)
+    if how == "random":
+        keep = torch.rand(x.shape, generator=generator, device=x.device).lt_(density)
+        kept = keep.mul_(x)
+        divisor: float | torch.Tensor = density
+    elif how == "della":
+        probs = _della_probs(x, density, epsilon)
+        kept = torch.rand(x.shape, generator=generator, device=x.device).lt_(probs).mul_(x)
+        divisor = probs
+    else:
+        mag = x.reshape(-1).abs()
+        mask = _keep_top(mag, density) if how == "magnitude" else _trim_outliers(mag, density, gamma)
+        kept = torch.where(mask.view(x.shape), x, 0.0)
+        divisor = density
+    if rescale == "inverse_density":
+        return kept.div_(divisor)
+    return _rescale_l1(x, kept) if rescale else kept
 
 
 def ties_consensus(xs: list[torch.Tensor], weights: torch.Tensor, normalize: bool) -> torch.Tensor:
-    """Sign election (sign of sum_i w_i x_i, ties to +) and disjoint (weighted) mean."""
+    """mergekit's TIES: sign election on the weighted vectors (sign of sum_i w_i x_i, ties to +),
+    the agreeing weighted values summed and, if ``normalize``, divided by their weights' sum."""
     stacked = torch.stack(xs)
     w = weights.view(-1, *([1] * (stacked.dim() - 1)))
     weighted = stacked * w
@@ -146,27 +188,20 @@ def ties_consensus(xs: list[torch.Tensor], weights: torch.Tensor, normalize: boo
     return mixed
 
 
-def sparsify(x: torch.Tensor, how: Sparsification, density: float, gamma: float,
-             generator: torch.Generator | None) -> torch.Tensor:
-    """One task vector (float32) with part of it dropped, as ``how`` says (None: all kept)."""
-    if how is None:
-        return x
-    if how == "magnitude":
-        return keep_top(x, density)
-    if how == "random":
-        return dare(x, density, generator)
-    return trim_outliers(x, density, gamma)
-
-
 def task_arithmetic_family(name: str, tensors: Tensors, weights: torch.Tensor, *, sparsification: Sparsification,
-                           consensus: Consensus, density: float = 1.0, gamma: float = 0.0, lambda_: float = 1.0,
-                           normalize: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-    """lambda * combine_i(w_i * sparsify(x_i)): every method of the family is one call of this."""
+                           consensus: Consensus, density: Any = 1.0, gamma: Any = 0.0, epsilon: Any = 0.0,
+                           rescale: Rescale = False, lambda_: float = 1.0, normalize: bool = False,
+                           generator: torch.Generator | None = None) -> torch.Tensor:
+    """lambda * combine_i(w_i * sparsify(x_i)), mergekit's generalized task arithmetic: every method
+    of the family is one call of this. density, gamma, epsilon: one value or one per model."""
     check_shapes(name, tensors)
-    xs = list(tensors) if sparsification is None else \
-        [sparsify(x.float(), sparsification, density, gamma, generator) for x in tensors]
+    k = len(tensors)
+    if sparsification is None:
+        xs = list(tensors)
+    else:
+        ds, gs, es = per_model(density, k, "density"), per_model(gamma, k, "gamma"), per_model(epsilon, k, "epsilon")
+        xs = [sparsify(x.float(), sparsification, d, gamma=g, epsilon=e, rescale=rescale, generator=generator)
+              for x, d, g, e in zip(tensors, ds, gs, es)]
     if consensus == "sum":
         return finish(weighted_sum(xs, weights), name, weights, normalize, lambda_, tensors[0])
-    if normalize:
-        weight_total(name, weights)
     return finish(ties_consensus(xs, weights, normalize), name, weights, False, lambda_, tensors[0])

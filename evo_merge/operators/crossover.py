@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evo_merge.genome import Genome
 from evo_merge.merge import merge_genomes
+from evo_merge.merge.mergekit_form import MERGEKIT_METHODS, mergekit_form  # evo-merge methods with a mergekit form
 from evo_merge.operators.base import MergekitForm, Operator, PlanContext, Refs, Strict, register
 from evo_merge.operators.coefficients import COEFFICIENTS
 from evo_merge.operators.parents import choose_parents
@@ -27,11 +28,6 @@ from evo_merge.operators.layerwise import layerwise_recipe
 from evo_merge.operators.split_point import split_point_recipe
 
 LoraMode = Literal["factors", "product"]
-
-# evo-merge methods that mergekit has under the same name (with mergekit's parameter names)
-MERGEKIT_METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs",
-                    "breadcrumbs_ties", "slerp", "model_stock")
-_SPARSIFYING = ("ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties")
 
 
 class MergeChoice(Strict):
@@ -112,7 +108,7 @@ def crossover_recipe(cfg: CrossoverConfig, ctx: PlanContext, parents: list[int],
     probs = np.array([m.weight for m in cfg.methods])
     choice = cfg.methods[int(ctx.rng.choice(len(cfg.methods), p=probs / probs.sum()))]
     params = dict(choice.params)
-    if choice.method == "slerp":
+    if choice.method in ("slerp", "task_slerp"):
         params.setdefault("t", coefficients[1] / sum(coefficients))
     if ctx.lora_mode:
         params["lora_mode"] = ctx.lora_mode
@@ -202,31 +198,5 @@ def merge_form(recipe: Recipe, parents: Sequence[Any], refs: Refs, params: dict[
     from evo_merge.merge import get_merge_method
 
     resolved = get_merge_method(recipe.method).resolve_params(params)
-    method, note = recipe.method, None
-    cfg: dict[str, Any] = {"merge_method": method}
-    if method == "slerp":
-        cfg.update(base_model=paths[0], models=[{"model": paths[0]}, {"model": paths[1]}],
-                   parameters={"t": float(resolved["t"])})
-        note = ("mergekit_config.yml is approximate: evo-merge interpolated the parents' task vectors "
-                "(model minus base), mergekit's slerp interpolates the models' weights")
-    elif method == "model_stock":
-        cfg.update(base_model=refs(None), models=[{"model": p} for p in paths])
-    elif method == "linear" and resolved["normalize"]:
-        cfg.update(models=[{"model": p, "parameters": {"weight": w}} for p, w in zip(paths, coeffs)],
-                   parameters={"normalize": True})
-    else:
-        if method == "linear":  # unnormalized: base + sum w_i (m_i - base), which is task arithmetic
-            method = cfg["merge_method"] = "task_arithmetic"
-        per_model = {k: float(resolved[k]) for k in ("density", "gamma") if k in resolved}
-        cfg.update(base_model=refs(None),
-                   models=[{"model": p, "parameters": {"weight": w, **per_model}} for p, w in zip(paths, coeffs)])
-        glob: dict[str, Any] = {"normalize": bool(resolved.get("normalize", False))}
-        if float(resolved.get("lambda_", 1.0)) != 1.0:
-            glob["lambda"] = float(resolved["lambda_"])
-        if method in _SPARSIFYING:
-            glob["rescale"] = method.startswith("dare")
-        cfg["parameters"] = glob
-        if method.startswith("dare"):
-            note = ("mergekit_config.yml is approximate: DARE drops values at random and mergekit draws "
-                    "its own mask, so it gives another sample of the same recipe")
+    cfg, note = mergekit_form(recipe.method, resolved, paths, refs(None), coeffs)
     return MergekitForm(cfg, note)

@@ -1,0 +1,1 @@
+"""mergekit's merge YAML: schema, parameter resolution, planning, streamed execution."""

@@ -1,0 +1,191 @@
+"""Plan a mergekit-YAML merge: every output tensor, its inputs and its resolved parameters.
+
+Tensors are named as in Hugging Face checkpoints; a tensor of layer i is one whose name has
+``<prefix>.layers.<i>.`` (or ``.h.``, ``.blocks.``). ``slices`` stack layer ranges (output
+layers numbered in order); tensors outside the layers take their sources from the first
+slice (embeddings: names with ``embed``, ``wte`` or ``wpe``) or the last (final norm, head),
+at t = 0, as mergekit does. Every parameter is resolved and validated here, before any
+output exists, so a bad config fails in one line without a half-written model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evo_merge.errors import EvoMergeError
+from evo_merge.merge.registry import MergeMethod
+from evo_merge.mergeyaml.params import names_in, resolve
+from evo_merge.mergeyaml.schema import MergeYaml, OutputSlice
+from evo_merge.mergeyaml.tensor_files import TensorReader
+
+LAYER = re.compile(r"^(?P<pre>(?:.*\.)?(?:layers|h|blocks|block))\.(?P<idx>\d+)\.(?P<rest>.+)$")
+PRE = ("embed", "wte", "wpe")
+DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+
+
+@dataclass
+class TensorTask:
+    """One output tensor: inputs (model, tensor name), the base's tensor name (or None)."""
+
+    name: str
+    inputs: list[tuple[str, str]]
+    base: tuple[str, str] | None
+    weights: list[float]
+    params: dict[str, Any]
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    copy: bool = False  # not floating point: copied from the first input
+
+
+@dataclass
+class MergePlan:
+    tasks: list[TensorTask]
+    num_layers: int
+    layer_sources: list[tuple[str, int]]  # per output layer: (model, its layer index)
+    donor: str  # the model whose config.json the output starts from
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def per_model_names(method: MergeMethod) -> set[str]:
+    """The method's parameters that may differ per model (annotated ``X | list[X]``)."""
+    names = set()
+    for name, f in method.entry.params.model_fields.items():
+        if "list[" in str(f.annotation) or "List[" in str(f.annotation):
+            names.add(f.alias or name)
+    return names
+
+
+def num_layers_of(reader: TensorReader) -> int:
+    cfg = reader.directory / "config.json"
+    if cfg.is_file():
+        data = json.loads(cfg.read_text())
+        data = data.get("text_config", data)
+        for key in ("num_hidden_layers", "n_layer", "num_layers"):
+            if isinstance(data.get(key), int):
+                return data[key]
+    idx = [int(m["idx"]) for n in reader.infos if (m := LAYER.match(n))]
+    return max(idx) + 1 if idx else 0
+
+
+class Planner:
+    def __init__(self, cfg: MergeYaml, method: MergeMethod, readers: dict[str, TensorReader]):
+        self.cfg, self.method, self.readers = cfg, method, readers
+        self.per_model = per_model_names(method) | {"weight"}
+        self.shared = {f.alias or n for n, f in method.entry.params.model_fields.items()} - self.per_model
+        self._validated: dict[str, dict[str, Any]] = {}
+
+    def plan(self) -> MergePlan:
+        cfg = self.cfg
+        donor = cfg.base_model or cfg.referenced()[0]
+        slices = cfg.as_slices(num_layers_of(self.readers[donor]))
+        self._check_names(slices)
+        tasks: list[TensorTask] = []
+        first = self.readers[slices[0].sources[0].model]
+        others = [n for n in first.infos if not LAYER.match(n)]
+        pre = [n for n in others if any(p in n for p in PRE)]
+        post = [n for n in others if n not in pre]
+        for n in pre:
+            self._add(tasks, n, [(s.model, n) for s in slices[0].sources], slices[0], 0.0)
+        out_layer, layer_sources = 0, []
+        for sl in slices:
+            length = sl.sources[0].layer_range[1] - sl.sources[0].layer_range[0]
+            for offset in range(length):
+                t = offset / (length - 1) if length > 1 else 1.0
+                lead = sl.sources[0]
+                names = self._layer_names(lead.model, lead.layer_range[0] + offset)
+                for pre_name, rest in names:
+                    inputs = [(s.model, f"{pre_name}.{s.layer_range[0] + offset}.{rest}") for s in sl.sources]
+                    self._add(tasks, f"{pre_name}.{out_layer}.{rest}", inputs, sl, t)
+                layer_sources.append((lead.model, lead.layer_range[0] + offset))
+                out_layer += 1
+        for n in post:
+            self._add(tasks, n, [(s.model, n) for s in slices[-1].sources], slices[-1], 0.0)
+        if not tasks:
+            raise EvoMergeError("the merge has no tensors to write")
+        return MergePlan(tasks, out_layer, layer_sources, donor)
+
+    def _layer_names(self, model: str, index: int) -> list[tuple[str, str]]:
+        found = [(m["pre"], m["rest"]) for n in self.readers[model].infos
+                 if (m := LAYER.match(n)) and int(m["idx"]) == index]
+        if not found:
+            raise EvoMergeError(f"model {model} has no layer {index}")
+        return found
+
+    def _check_names(self, slices: list[OutputSlice]) -> None:
+        known = self.per_model | self.shared
+        scopes = [self.cfg.parameters] + [s.parameters for s in slices] + \
+                 [src.parameters for s in slices for src in s.sources]
+        for name in sorted(names_in(scopes)):
+            if name not in known:
+                raise EvoMergeError(f"parameter {name!r} is not a parameter of merge method {self.method.name!r} "
+                                    f"(known: {', '.join(sorted(known))})")
+
+    def _base_of(self, sl: OutputSlice) -> str | None:
+        return sl.base_model or self.cfg.base_model
+
+    def _add(self, tasks: list[TensorTask], out_name: str, inputs: list[tuple[str, str]], sl: OutputSlice,
+             t: float) -> None:
+        present = [(m, n) for m, n in inputs if n in self.readers[m].infos]
+        if not present:
+            return
+        if len(present) != len(inputs):
+            missing = sorted({m for m, n in inputs if n not in self.readers[m].infos})
+            raise EvoMergeError(f"tensor {inputs[0][1]} is missing from {', '.join(missing)}")
+        info = self.readers[inputs[0][0]].infos[inputs[0][1]]
+        for m, n in inputs[1:]:
+            if self.readers[m].infos[n].shape != info.shape:
+                raise EvoMergeError(f"tensor {n}: shape {list(self.readers[m].infos[n].shape)} in {m}, "
+                                    f"{list(info.shape)} in {inputs[0][0]}")
+        want = self.cfg.out_dtype or self.cfg.dtype
+        dtype = DTYPE[want] if want and info.dtype.is_floating_point else info.dtype
+        if not info.dtype.is_floating_point:
+            tasks.append(TensorTask(out_name, inputs[:1], None, [1.0], {}, dtype, info.shape, copy=True))
+            return
+        base_model = self._base_of(sl)
+        base = next(((m, n) for m, n in inputs if m == base_model), None)
+        if base is None and base_model is not None and self.method.base != "none":
+            name = inputs[0][1]
+            if name not in self.readers[base_model].infos:
+                raise EvoMergeError(f"tensor {name} is missing from the base model {base_model}")
+            base = (base_model, name)
+        if self.method.space == "delta" or self.method.base != "none":
+            if base is None and (self.method.space == "delta" or self.method.base == "required"):
+                raise EvoMergeError(f"merge method {self.method.name!r} needs a base_model")
+            inputs = [(m, n) for m, n in inputs if m != base_model]
+        else:
+            base = None
+        if not inputs:
+            raise EvoMergeError(f"merge method {self.method.name!r}: no models besides the base")
+        scopes = {s.model: [s.parameters, sl.parameters, self.cfg.parameters] for s in sl.sources}
+        glob = [sl.parameters, self.cfg.parameters]
+        params: dict[str, Any] = {}
+        for name in self.shared:
+            v = resolve(name, glob, out_name, t)
+            if v is not None:
+                params[name] = v
+        weights = []
+        for m, n in inputs:
+            w = resolve("weight", scopes.get(m, glob), n, t)
+            weights.append(1.0 if w is None else float(w))
+        for name in self.per_model - {"weight"}:
+            values = [resolve(name, scopes.get(m, glob), n, t) for m, n in inputs]
+            if any(v is not None for v in values):
+                default = self.method.defaults.get(name.rstrip("_"), self.method.defaults.get(name + "_"))
+                params[name] = [default if v is None else v for v in values]
+        tasks.append(TensorTask(out_name, inputs, base, weights, self._validate(params), dtype, info.shape))
+
+    def _validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        key = json.dumps(params, sort_keys=True, default=str)
+        if key not in self._validated:
+            self._validated[key] = self.method.resolve_params(params)
+        return self._validated[key]
+
+
+def open_readers(paths: dict[str, Path]) -> dict[str, TensorReader]:
+    return {ref: TensorReader(p) for ref, p in paths.items()}
