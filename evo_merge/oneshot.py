@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from evo_merge.errors import EvoMergeError
 from evo_merge.merge import get_merge_method

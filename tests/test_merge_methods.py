@@ -200,14 +200,16 @@ def test_deterministic_and_dtype_kept(name: str) -> None:
 
 @pytest.mark.parametrize("density,gamma", [(0.3, 0.0), (0.5, 0.1), (0.77, 0.2)])
 def test_trimming_with_tied_magnitudes_matches_stable_sort(density: float, gamma: float) -> None:
-    # values in {-3..3}: many ties; trimming keeps exactly the stable ascending ranks
-    # [n_bot, n - n_top) of |x| (n_top = 0 for TIES), ties resolved by index
+    # values in {-3..3}: many ties. TIES keeps the first n_keep of a stable descending sort of
+    # |x| (mergekit's argsort, which is stable at this size); breadcrumbs the stable ascending
+    # ranks [n_bot, n - n_top) (mergekit's sort): ties resolved lowest index first both ways
     g = torch.Generator().manual_seed(0)
     x = torch.randint(-3, 4, (101,), generator=g).float()
     n = x.numel()
     order = torch.sort(x.abs(), stable=True).indices
+    descending = torch.sort(x.abs(), descending=True, stable=True).indices
     n_keep, n_top = int(density * n), int(gamma * n)
-    for name, params, kept in [("ties", {}, order[n - n_keep:]),
+    for name, params, kept in [("ties", {}, descending[:n_keep]),
                                ("breadcrumbs", {"gamma": gamma}, order[n - n_keep - n_top:n - n_top])]:
         expected = torch.zeros(n)
         expected[kept] = x[kept]

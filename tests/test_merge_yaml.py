@@ -186,3 +186,23 @@ def test_mergekit_example_shapes_are_accepted(cli, models, tmp_path):
         code, err = run(cli, tmp_path, cfg, out=f"out{i}")
         assert code == 0, (cfg["merge_method"], err)
         assert all(t.dtype == torch.float16 for t in weights(tmp_path / f"out{i}").values())
+
+
+def test_cuda_without_a_gpu_and_lora_syntax_are_refused_in_one_line(cli, models, tmp_path):
+    cfg = {"merge_method": "linear", "models": [{"model": str(models["a"])}, {"model": str(models["b"])}]}
+    if not torch.cuda.is_available():
+        code, err = run(cli, tmp_path, cfg, "--device", "cuda")
+        assert code == 2 and "--device cuda: no CUDA device" in err
+    cfg["models"][1]["model"] = f"{models['b']}+some/lora"
+    code, err = run(cli, tmp_path, cfg)
+    assert code == 2 and "'model+lora' syntax is not supported" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_relative_paths_resolve_from_the_current_directory_first(cli, models, tmp_path, monkeypatch):
+    monkeypatch.chdir(models["a"].parent)
+    cfg = {"merge_method": "linear", "models": [{"model": "a"}, {"model": "b"}]}
+    code, err = run(cli, tmp_path, cfg)
+    assert code == 0, err
+    a, b, got = weights(models["a"]), weights(models["b"]), weights(tmp_path / "out")
+    torch.testing.assert_close(got[Q.format(2)], (a[Q.format(2)] + b[Q.format(2)]) / 2, rtol=0, atol=1e-6)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from evo_merge.merge.registry import merge_method
-from evo_merge.merge.sparsify import Tensors, _smallest, check_shapes
+from evo_merge.merge.sparsify import Tensors, _largest, check_shapes
 
 
 def _select(stacked: torch.Tensor, select_topk: float) -> torch.Tensor | None:
@@ -22,7 +22,7 @@ def _select(stacked: torch.Tensor, select_topk: float) -> torch.Tensor | None:
         return None
     var = torch.var(stacked, dim=0, unbiased=False).reshape(-1)
     k = int(int(torch.count_nonzero(var)) * select_topk) if select_topk > 0 else 0
-    return (~_smallest(var, var.numel() - k)).view(stacked.shape[1:])
+    return _largest(var, k).view(stacked.shape[1:])
 
 
 @merge_method("sce", base="required")

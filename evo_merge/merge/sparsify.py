@@ -14,6 +14,8 @@ computes in float32; magnitude thresholds are exact and deterministic.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import Any, Literal, Sequence
 
@@ -68,54 +70,73 @@ def finish(out: torch.Tensor, name: str, weights: torch.Tensor, normalize: bool,
     return out.to(like.dtype)
 
 
-_EXACT_KTH_LIMIT = 1 << 21  # below this many values, kthvalue on the whole tensor is cheap
-_KTH_SAMPLE = 1 << 16
+_EXACT_KTH_LIMIT = 1 << 17  # up to this many values, kthvalue on the whole tensor is cheap
+_KTH_SAMPLE = 1 << 17  # at most; a 64th of the tensor, at least 4096
 
 
 def _kth_smallest(mag: torch.Tensor, m: int) -> torch.Tensor:
     """The exact m-th smallest value (1-based) of 1-D ``mag``.
 
-    For large tensors a fixed-seed sample brackets the answer, and kthvalue runs only on
-    the values inside the bracket (a few per cent of the tensor); if the bracket misses,
-    the whole tensor is used. Either way the result is exact and deterministic."""
+    For large tensors a fixed-seed sample brackets the answer (6 standard errors of the
+    sample quantile each side, about 1 % of the values), and kthvalue runs only on the values
+    inside the bracket; if the bracket misses, the whole tensor is used. Either way the result
+    is exact and deterministic; the cost is a few passes over the tensor."""
     n = mag.numel()
     if n <= _EXACT_KTH_LIMIT:
         return torch.kthvalue(mag, m).values
+    size = min(_KTH_SAMPLE, max(4096, n // 64))
     gen = torch.Generator(device=mag.device).manual_seed(0)
-    sample = mag[torch.randint(n, (_KTH_SAMPLE,), generator=gen, device=mag.device)]
-    q, margin = m / n, 8.0 / math.sqrt(_KTH_SAMPLE)
-    k_lo, k_hi = math.floor((q - margin) * _KTH_SAMPLE), math.ceil((q + margin) * _KTH_SAMPLE)
+    sample = mag[torch.randint(n, (size,), generator=gen, device=mag.device)]
+    q = m / n
+    margin = 6.0 * math.sqrt(q * (1 - q) / size) + 2.0 / size
+    k_lo, k_hi = math.floor((q - margin) * size), math.ceil((q + margin) * size)
     lo = torch.kthvalue(sample, k_lo).values if k_lo >= 1 else mag.min()
-    hi = torch.kthvalue(sample, k_hi).values if k_hi <= _KTH_SAMPLE else mag.max()
-    below = int((mag < lo).sum())
-    band = mag[(mag >= lo) & (mag <= hi)]
+    hi = torch.kthvalue(sample, k_hi).values if k_hi <= size else mag.max()
+    inside = mag >= lo
+    below = n - int(torch.count_nonzero(inside))
+    band = mag[inside.logical_and_(mag <= hi)]
     if 1 <= m - below <= band.numel():
         return torch.kthvalue(band, m - below).values
     return torch.kthvalue(mag, m).values
 
 
-def _smallest(mag: torch.Tensor, m: int) -> torch.Tensor:
-    """Mask of the ``m`` smallest values of 1-D ``mag`` (ties: lower index first).
+def _first(mask: torch.Tensor, room: int) -> torch.Tensor:
+    """The first ``room`` True values of 1-D ``mask`` (lowest indices); ``mask`` is consumed."""
+    chosen = torch.zeros_like(mask)
+    chosen[mask.nonzero().view(-1)[:room]] = True
+    return chosen
 
-    Threshold by an exact k-th value plus, only when values tie at the threshold, a
-    cumulative count over the ties: deterministic on every device and O(n)."""
-    if m <= 0:
-        return torch.zeros_like(mag, dtype=torch.bool)
-    if m >= mag.numel():
-        return torch.ones_like(mag, dtype=torch.bool)
+
+def _smallest(mag: torch.Tensor, m: int) -> torch.Tensor:
+    """Mask of the ``m`` smallest values of 1-D ``mag``; values tied at the threshold are taken
+    lowest index first, as a stable ascending sort (mergekit's breadcrumbs) takes them."""
+    n = mag.numel()
+    if m <= 0 or m >= n:
+        return torch.full_like(mag, m >= n, dtype=torch.bool)
     threshold = _kth_smallest(mag, m)
     below = mag < threshold
-    at = mag == threshold
-    room = m - int(below.sum())
-    if int(at.sum()) == room:
-        return below | at
-    return below | (at & (at.cumsum(0) <= room))
+    room = m - int(torch.count_nonzero(below))
+    return below if room == 0 else below | _first(mag == threshold, room)
+
+
+def _largest(mag: torch.Tensor, n_keep: int) -> torch.Tensor:
+    """Mask of the ``n_keep`` largest values of 1-D ``mag``; values tied at the threshold are
+    taken lowest index first, as a stable descending sort (mergekit's TIES) takes them.
+
+    Threshold by an exact k-th value; only when values tie at it, a cumulative count over
+    the ties: deterministic on every device and O(n)."""
+    n = mag.numel()
+    if n_keep <= 0 or n_keep >= n:
+        return torch.full_like(mag, n_keep >= n, dtype=torch.bool)
+    threshold = _kth_smallest(mag, n - n_keep)  # the largest value left out
+    keep = mag > threshold
+    room = n_keep - int(torch.count_nonzero(keep))
+    return keep if room == 0 else keep | _first(mag == threshold, room)
 
 
 def _keep_top(mag: torch.Tensor, density: float) -> torch.Tensor:
     """Mask of the int(density*n) largest of 1-D ``mag`` (at least one kept, as mergekit)."""
-    n_keep = max(1, int(density * mag.numel()))
-    return ~_smallest(mag, mag.numel() - n_keep)
+    return _largest(mag, max(1, int(density * mag.numel())))
 
 
 def _trim_outliers(mag: torch.Tensor, density: float, gamma: float) -> torch.Tensor:
@@ -149,10 +170,26 @@ def _rescale_l1(x: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
     return kept.mul_(before / after)
 
 
+_SCRATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("evo_merge_scratch_inputs", default=False)
+
+
+@contextlib.contextmanager
+def inputs_are_scratch():
+    """Within this block the family may overwrite its float32 input tensors instead of allocating
+    copies (the one-shot merge's read buffers are scratch; evolution's parents never are)."""
+    token = _SCRATCH.set(True)
+    try:
+        yield
+    finally:
+        _SCRATCH.reset(token)
+
+
 def sparsify(x: torch.Tensor, how: Sparsification, density: float, *, gamma: float = 0.0, epsilon: float = 0.0,
-             rescale: Rescale = False, generator: torch.Generator | None = None) -> torch.Tensor:
+             rescale: Rescale = False, generator: torch.Generator | None = None,
+             in_place: bool = False) -> torch.Tensor:
     """One task vector (float32) with part of it dropped, as ``how`` says (None or density >= 1:
-    all kept, no rescaling, as in mergekit), the kept part rescaled as ``rescale`` says."""
+    all kept, no rescaling, as in mergekit), the kept part rescaled as ``rescale`` says.
+    ``in_place``: magnitude and breadcrumbs trimming zero ``x`` itself."""
     if how is None or density >= 1.0:
         return x
     if how == "random":
@@ -166,25 +203,43 @@ def sparsify(x: torch.Tensor, how: Sparsification, density: float, *, gamma: flo
     else:
         mag = x.reshape(-1).abs()
         mask = _keep_top(mag, density) if how == "magnitude" else _trim_outliers(mag, density, gamma)
-        kept = torch.where(mask.view(x.shape), x, 0.0)
+        if in_place and rescale is not True:
+            kept = x.mul_(mask.view(x.shape))  # (dropped negatives become -0.0, equal to 0.0)
+        else:
+            kept = torch.where(mask.view(x.shape), x, 0.0)
         divisor = density
     if rescale == "inverse_density":
         return kept.div_(divisor)
     return _rescale_l1(x, kept) if rescale else kept
 
 
-def ties_consensus(xs: list[torch.Tensor], weights: torch.Tensor, normalize: bool) -> torch.Tensor:
+def ties_consensus(xs: list[torch.Tensor], weights: torch.Tensor, normalize: bool,
+                   scratch: bool = False) -> torch.Tensor:
     """mergekit's TIES: sign election on the weighted vectors (sign of sum_i w_i x_i, ties to +),
-    the agreeing weighted values summed and, if ``normalize``, divided by their weights' sum."""
-    stacked = torch.stack(xs)
-    w = weights.view(-1, *([1] * (stacked.dim() - 1)))
-    weighted = stacked * w
-    elected = torch.where(weighted.sum(0) >= 0, 1.0, -1.0)
-    agree = (weighted * elected) > 0
-    mixed = torch.where(agree, weighted, 0.0).sum(0)
-    if normalize:
-        divisor = torch.where(agree, w, 0.0).sum(0)
-        mixed = mixed / torch.where(divisor == 0, 1.0, divisor)
+    the agreeing weighted values summed and, if ``normalize``, divided by their weights' sum.
+
+    A few in-place passes: with e the elected sign, the agreeing part of d_i = w_i x_i is
+    e * relu(e * d_i), so the sum is e * sum_i relu(e * d_i), the same terms in the same order
+    as mergekit's masked sum. ``scratch``: ``xs`` may be overwritten (else weighted copies)."""
+    ws = [float(w) for w in weights]
+    ds = [x.mul_(w) for x, w in zip(xs, ws)] if scratch else [torch.mul(x, w) for x, w in zip(xs, ws)]
+    elected = ds[0].clone()
+    for d in ds[1:]:
+        elected.add_(d)
+    one = torch.ones((), device=elected.device)
+    torch.where(elected >= 0, one, -one, out=elected)
+    divisor = torch.zeros_like(elected) if normalize else None
+    agrees = torch.empty_like(elected) if normalize else None
+    for d, w in zip(ds, ws):
+        d.mul_(elected).clamp_(min=0)
+        if divisor is not None:
+            divisor.add_(torch.sign(d, out=agrees), alpha=w)
+    mixed = ds[0]
+    for d in ds[1:]:
+        mixed.add_(d)
+    mixed.mul_(elected)
+    if divisor is not None:
+        mixed.div_(divisor.masked_fill_(divisor == 0, 1.0))
     return mixed
 
 
@@ -196,12 +251,13 @@ def task_arithmetic_family(name: str, tensors: Tensors, weights: torch.Tensor, *
     of the family is one call of this. density, gamma, epsilon: one value or one per model."""
     check_shapes(name, tensors)
     k = len(tensors)
+    scratch = _SCRATCH.get() and all(x.dtype == torch.float32 for x in tensors)
     if sparsification is None:
         xs = list(tensors)
     else:
         ds, gs, es = per_model(density, k, "density"), per_model(gamma, k, "gamma"), per_model(epsilon, k, "epsilon")
-        xs = [sparsify(x.float(), sparsification, d, gamma=g, epsilon=e, rescale=rescale, generator=generator)
-              for x, d, g, e in zip(tensors, ds, gs, es)]
+        xs = [sparsify(x.float(), sparsification, d, gamma=g, epsilon=e, rescale=rescale, generator=generator,
+                       in_place=scratch) for x, d, g, e in zip(tensors, ds, gs, es)]
     if consensus == "sum":
         return finish(weighted_sum(xs, weights), name, weights, normalize, lambda_, tensors[0])
-    return finish(ties_consensus(xs, weights, normalize), name, weights, False, lambda_, tensors[0])
+    return finish(ties_consensus(xs, weights, normalize, scratch), name, weights, False, lambda_, tensors[0])

@@ -9,7 +9,8 @@ Precedence, highest first: the source model's own parameters, the slice's, the g
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from evo_merge.errors import EvoMergeError
 from evo_merge.mergeyaml.schema import Condition, Setting, Settings

@@ -176,9 +176,14 @@ class Planner:
         for name in self.per_model - {"weight"}:
             values = [resolve(name, scopes.get(m, glob), n, t) for m, n in inputs]
             if any(v is not None for v in values):
-                default = self.method.defaults.get(name.rstrip("_"), self.method.defaults.get(name + "_"))
+                default = self._field_default(name)
                 params[name] = [default if v is None else v for v in values]
         tasks.append(TensorTask(out_name, inputs, base, weights, self._validate(params), dtype, info.shape))
+
+    def _field_default(self, name: str) -> Any:
+        fields = self.method.entry.params.model_fields
+        f = fields.get(name) or fields.get(name + "_")
+        return None if f is None or f.is_required() else f.default
 
     def _validate(self, params: dict[str, Any]) -> dict[str, Any]:
         key = json.dumps(params, sort_keys=True, default=str)

@@ -48,7 +48,7 @@ class InputSlice(_Strict):
     parameters: Settings | None = None
 
     @model_validator(mode="after")
-    def _range(self) -> "InputSlice":
+    def _range(self) -> InputSlice:
         lo, hi = self.layer_range
         if lo < 0 or hi <= lo:
             raise ValueError(f"layer_range [{lo}, {hi}] of {self.model} is empty or negative")
@@ -62,7 +62,7 @@ class OutputSlice(_Strict):
     residual_weight: float | None = None
 
     @model_validator(mode="after")
-    def _same_lengths(self) -> "OutputSlice":
+    def _same_lengths(self) -> OutputSlice:
         if self.residual_weight is not None:
             raise ValueError("residual_weight is not supported by evo-merge")
         lengths = {s.layer_range[1] - s.layer_range[0] for s in self.sources}
@@ -94,7 +94,7 @@ class MergeYaml(_Strict):
     trust_remote_code: bool = False
 
     @model_validator(mode="after")
-    def _shape(self) -> "MergeYaml":
+    def _shape(self) -> MergeYaml:
         if self.modules is not None:
             raise ValueError("'modules' (per-module merges of multimodal models) is not supported; "
                              "use 'models' or 'slices'")

@@ -15,9 +15,9 @@ import json
 import math
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -77,12 +77,15 @@ class TensorReader:
                 self.infos[name] = info
         self._fds: dict[Path, int] = {}
 
-    def read(self, name: str, device: str | torch.device = "cpu") -> torch.Tensor:
+    def read(self, name: str, device: str | torch.device = "cpu", into: torch.Tensor | None = None) -> torch.Tensor:
+        """Tensor ``name``, read into the front of the uint8 buffer ``into`` when it is large enough
+        (a buffer reused from tensor to tensor costs no fresh pages), else into a new one."""
         info = self.infos[name]
         fd = self._fds.get(info.file)
         if fd is None:
             fd = self._fds[info.file] = os.open(info.file, os.O_RDONLY)
-        buf = torch.empty(info.nbytes, dtype=torch.uint8)
+        buf = into[:info.nbytes] if into is not None and into.numel() >= info.nbytes else \
+            torch.empty(info.nbytes, dtype=torch.uint8)
         view, got = memoryview(buf.numpy()), 0
         while got < info.nbytes:
             n = os.preadv(fd, [view[got:]], info.begin + got)
