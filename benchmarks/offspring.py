@@ -4,7 +4,8 @@
     python benchmarks/offspring.py --random-params 100e6
 
 For each merge method: median time per offspring, the bytes it must read (two parents)
-and write (the child), and the effective bandwidth. ``--random-params`` builds a
+and write (the child), and the effective bandwidth. The last rows are what storing costs:
+the content hash every child gets, and the write (fsync'd) of one a checkpoint keeps. ``--random-params`` builds a
 random-init Llama of about that many parameters (full-weight deltas, float32).
 """
 
@@ -103,6 +104,18 @@ def main() -> None:
         total = (lambda: host.install(mutate(merge_genomes("ties", parents, [0.6, 0.4], params={"density": 0.7}),
                                              seed=3)))
         rows.append(("ties + mutation + install", time_it(total, args.repeat)))
+        from evo_merge.store.weights import WeightStore
+
+        store = WeightStore(Path(tmp) / "weights")
+        if hasattr(store, "digest"):  # offspring are hashed when made, written only if a checkpoint keeps them
+            digest = store.digest(child)
+            rows.append(("content hash (every child)", time_it(lambda: store.digest(child), args.repeat)))
+
+            def write() -> None:
+                store.path(digest).unlink(missing_ok=True)
+                store.save(child, digest)
+
+            rows.append(("write, hash known (kept)", time_it(write, args.repeat)))
         for name, t in rows:
             print(f"{name:<28}{t * 1e3:>14.2f}{moved / t / 1e9:>18.2f}")
 

@@ -42,6 +42,18 @@ class Comparison:
         out = Path(cfg.out)
         if out.exists() and any(out.iterdir()):
             raise EvoMergeError(f"compare output directory {out} already exists and is not empty; choose another out")
+        self.total, self.done = self._count(), 0
+
+    def _count(self) -> int:
+        """Runs the comparison makes: methods sharing a run count once; the sweep's runs too."""
+        keys = {json.dumps([p.kind, p.overrides], sort_keys=True)
+                for p in (METHODS.get(m)(self.cfg.budget) for m in self.methods)}
+        sweep = len(self.cfg.sweep.fitness_samples) if self.cfg.sweep else 0
+        return (len(self.cfg.targets or [None]) * len(keys) + sweep) * len(self.cfg.seeds)
+
+    def _started(self, what: str) -> None:
+        self.done += 1
+        self.progress(f"run {self.done}/{self.total}: {what}")
 
     def _config(self, target: Path | None, plan: MethodPlan, seed: int, out: Path,
                 task_overrides: dict | None = None) -> RunConfig:
@@ -78,7 +90,7 @@ class Comparison:
                             run_dir = out / tname / _slug(method) / f"seed{seed}"
                             cfg = self._config(target, plan, seed, run_dir)
                             prepared, executor = hosts.get(cfg)
-                            self.progress(f"{tname}: {method}, seed {seed}")
+                            self._started(f"{tname}: {method}, seed {seed}")
                             done[key] = self._run(cfg, plan, prepared, executor, tname)
                         row = _row(done[key], plan)
                         scores.append(Score(tname, method, seed, row["fitness"], row["test"], row.get("heldout"),
@@ -102,7 +114,7 @@ class Comparison:
                 for seed in self.cfg.seeds:
                     cfg = self._config(target, plan, seed, out / f"fitness{size}" / f"seed{seed}", task_overrides)
                     prepared, executor = hosts.get(cfg)
-                    self.progress(f"sweep {sw.method}: {size} fitness examples, seed {seed}")
+                    self._started(f"sweep {sw.method}: {size} fitness examples, seed {seed}")
                     row = _row(self._run(cfg, plan, prepared, executor, tname), plan)
                     scores.append(Score(tname, f"{sw.method} @ {size}", seed, row["fitness"], row["test"],
                                         row.get("heldout"), str(cfg.out), evaluations(cfg.out)))

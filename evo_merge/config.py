@@ -194,7 +194,7 @@ class PoolConfig(_Strict):
     backend: Literal["local", "ray"] = "local"
     workers: int = Field(1, ge=1)
     mode: Literal["generational", "async"] = "generational"
-    address: str | None = Field(None, description="None: start Ray on this machine; 'auto' or 'ray://host:port'")
+    address: str | None = Field(None, description="null: start Ray on this machine; 'auto' or 'ray://host:port'")
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)
     resources_per_worker: dict[str, float] = Field(default_factory=dict)
@@ -255,10 +255,12 @@ class CompareConfig(_Strict):
                                            "members relevant to each target, by the target spec's file stem")
 
 
-def load_run_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Load a run config; relative paths in it are taken relative to the config file."""
+def load_run_config(path: Path, overrides: dict[str, Any] | None = None,
+                    flags: dict[str, str] | None = None) -> RunConfig:
+    """Load a run config; relative paths in it are taken relative to the config file. ``flags``
+    names the command-line flag behind each override, for errors in its value."""
     path = Path(path)
-    cfg: RunConfig = load_model(RunConfig, path, "config", overrides)
+    cfg: RunConfig = load_model(RunConfig, path, "config", overrides, flags)
     here = path.resolve().parent
     cfg.population = _resolve(here, cfg.population)
     for task in cfg.tasks + cfg.heldout_tasks:

@@ -28,6 +28,7 @@ from evo_merge.genome import Genome
 from evo_merge.operators.base import operator
 from evo_merge.plugins import load_plugins
 from evo_merge.population import Population, load_population
+from evo_merge.run_inputs import redirect_config
 from evo_merge.store import Individual, RunStore
 
 INDIVIDUAL_FILE = "evo_merge_individual.json"
@@ -70,7 +71,7 @@ def export_individual(run_dir: Path, ind_id: int | None, out: Path, merge_lora: 
                             f"{population.spec.name} ({spec_path}) is kind {population.spec.kind!r}")
     by_id = {a.id: a for a in lineage}
     kmerge, note = mergekit_config(ind, [by_id[p] for p in ind.parents if p in by_id], population,
-                                   _dtype_name(genome.layout.dtype), Path(spec_path))
+                                   _dtype_name(genome.layout.dtype))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(out)
@@ -85,10 +86,10 @@ def export_individual(run_dir: Path, ind_id: int | None, out: Path, merge_lora: 
             _write_merged_lora(population, genome, tmp, trust_remote_code)
         else:
             fmt = "adapter"
-            _write_adapter(population, genome, tmp, Path(spec_path), trust_remote_code)
+            _write_adapter(population, genome, tmp, trust_remote_code)
         info = {**_row(ind), "run_dir": str(run_dir.resolve()), "chosen_by": chosen_by,
-                "population": str(Path(spec_path).resolve()), "population_kind": population.spec.kind,
-                "base_model": str(population.base_dir), "format": fmt,
+                "population": str(spec_path), "population_kind": population.spec.kind,
+                "base_model": population.external(None), "format": fmt,
                 "mergekit_config": MERGEKIT_FILE if kmerge else None, "mergekit_note": note,
                 "lineage": [_row(a) for a in lineage]}
         (tmp / INDIVIDUAL_FILE).write_text(json.dumps(info, indent=2) + "\n")
@@ -108,10 +109,12 @@ def export_individual(run_dir: Path, ind_id: int | None, out: Path, merge_lora: 
 
 
 def run_population(store: RunStore) -> tuple[Population, dict]:
-    """The population a run evolved (its plugins loaded) and the run's config."""
+    """The population a run evolved (its plugins loaded) and the run's config. A run's base and
+    members come from its own record (``run_inputs``): found where they were when the run started,
+    checked against their digests, never rebuilt."""
     cfg = _run_config(store)
     load_plugins(cfg.get("plugins") or [])
-    spec_path = cfg.get("population")
+    spec_path = redirect_config(store.root, cfg).get("population")
     if not spec_path:
         raise EvoMergeError(f"{store.root}: the run's config names no population")
     return load_population(Path(spec_path)), cfg
@@ -136,8 +139,8 @@ def choose_individual(store: RunStore, ind_id: int | None) -> tuple[Individual, 
     return max(scored, key=lambda i: (i.fitness, -i.id)), "highest fitness"
 
 
-def mergekit_config(ind: Individual, parents: list[Individual], population: Population, dtype: str,
-                    spec_path: Path | None = None) -> tuple[str | None, str | None]:
+def mergekit_config(ind: Individual, parents: list[Individual], population: Population,
+                    dtype: str) -> tuple[str | None, str | None]:
     """The mergekit YAML that redoes the merge that made ``ind``, and a note; or (None, why not).
 
     The individual's operator says whether and how it exports (``Operator.mergekit``); only
@@ -148,7 +151,7 @@ def mergekit_config(ind: Individual, parents: list[Individual], population: Popu
     def refs(member: str | None) -> str:
         if member is not None and member not in population.member_dirs:
             raise LookupError(member)
-        return _model_ref(population, member, spec_path)
+        return population.external(member)
 
     form = operator(ind.operator).mergekit(ind, parents, refs, dtype)
     if form.config is None:
@@ -181,8 +184,7 @@ def _write_merged_lora(population: Population, genome: Genome, out: Path, trust_
     host.export_model(out, merge_adapter=True, dtype=_checkpoint_dtype(population.base_dir, torch.float32))
 
 
-def _write_adapter(population: Population, genome: Genome, out: Path, spec_path: Path,
-                   trust_remote_code: bool) -> None:
+def _write_adapter(population: Population, genome: Genome, out: Path, trust_remote_code: bool) -> None:
     """A PEFT adapter directory: the member adapters' config, the genome's tensors, the base tokenizer."""
     from safetensors import safe_open
     from safetensors.torch import save_file
@@ -204,11 +206,12 @@ def _write_adapter(population: Population, genome: Genome, out: Path, spec_path:
         adapter_cfg = json.loads((member / "adapter_config.json").read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise EvoMergeError(f"cannot read {member / 'adapter_config.json'}: {exc}") from None
-    adapter_cfg["base_model_name_or_path"] = _model_ref(population, None, spec_path, with_revision=False)
+    # the base as the spec named it: a Hub id (and its commit), or the local directory
+    adapter_cfg["base_model_name_or_path"] = population.external(None, with_revision=False)
     if genome.basis is not None:
         adapter_cfg.update(r=genome.basis.rank, lora_alpha=genome.basis.rank, use_rslora=False)
-    if population.spec.revision and not _is_local(population.spec.base_model, spec_path):
-        adapter_cfg["revision"] = population.spec.revision
+    if population.origins[None].get("hub") and population.origins[None].get("revision"):
+        adapter_cfg["revision"] = population.origins[None]["revision"]
     (out / "adapter_config.json").write_text(json.dumps(adapter_cfg, indent=2, sort_keys=True) + "\n")
     # own memory per tensor: safetensors refuses tensors that share a buffer
     save_file({k: v.detach().clone().contiguous() for k, v in tensors.items()},
@@ -257,25 +260,6 @@ def _run_config(store: RunStore) -> dict:
 def _adapter_dir(population: Population) -> Path:
     """The adapter directory whose config the population's workers built the model with."""
     return next(iter(population.member_dirs.values()))
-
-
-def _is_local(ref: str, spec_path: Path | None) -> bool:
-    if "{build_dir}" in ref or ref.startswith((".", "/")) or ref.count("/") != 1:
-        return True
-    here = spec_path.resolve().parent if spec_path else Path.cwd()
-    return (Path(ref) if Path(ref).is_absolute() else here / ref).is_dir()
-
-
-def _model_ref(population: Population, member: str | None, spec_path: Path | None,
-               with_revision: bool = True) -> str:
-    """How to name a model outside this machine: its absolute local path, or its Hub id (mergekit's
-    ``id@revision`` when the spec pins a revision and ``with_revision``)."""
-    spec = population.spec
-    ref = spec.base_model if member is None else next(m.path for m in spec.members if m.name == member)
-    local = population.base_dir if member is None else population.member_dirs[member]
-    if _is_local(ref, spec_path):
-        return str(Path(local).resolve())
-    return f"{ref}@{spec.revision}" if spec.revision and with_revision else ref
 
 
 def _dtype_name(dtype: torch.dtype) -> str:

@@ -49,8 +49,12 @@ def param_error(exc: ValidationError, model: type[BaseModel]) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
-        known = ", ".join(f.alias or n for n, f in model.model_fields.items()) or "none"
-        return f"unknown parameter {loc!r} (known: {known})"
+        import difflib
+
+        names = [f.alias or n for n, f in model.model_fields.items()]
+        close = difflib.get_close_matches(loc, names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown parameter {loc!r} ({hint}known: {', '.join(names) or 'none'})"
     got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
     return f"parameter {loc}: {err['msg'].removeprefix('Value error, ')}{got}"
 

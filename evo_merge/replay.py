@@ -2,23 +2,22 @@
 
 Every individual other than a member is a pure function of its recipe (operator, method,
 coefficients, parameters, seed) and its parents' weights (and, for a swarm step, the
-moved individual's velocity). ``Rebuilder`` makes an individual again from the stored
-weights of its parents, rebuilding missing ancestors recursively from the members, which
-are never deleted. ``collect_garbage`` deletes the weights of dead individuals, which
-stay replayable because the members and the living are kept.
+moved individual's velocity). ``Rebuilder`` (``store/rebuild.py``) makes an individual
+again from the stored weights of its parents, rebuilding missing ancestors recursively
+from the members, which are never deleted: offspring a run never wrote (those that died
+in their own generation) and files ``gc`` collected alike. ``collect_garbage`` deletes
+the weights of dead individuals, which stay replayable because the members are kept.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from evo_merge.errors import EvoMergeError
-from evo_merge.genome import Genome
-from evo_merge.operators.base import build
-from evo_merge.operators.recipe import Built
-from evo_merge.store import Individual, RunStore
+from evo_merge.store import RunStore
+from evo_merge.store.rebuild import Rebuilder
+
+__all__ = ["GarbageReport", "Rebuilder", "ReplayResult", "collect_garbage", "living", "replay"]
 
 
 @dataclass
@@ -27,50 +26,6 @@ class ReplayResult:
     weights_equal: bool
     velocity_equal: bool | None  # None: the individual has no velocity
     rebuilt_ancestors: int
-
-
-class Rebuilder:
-    """Makes individuals again from their recipes; stored weights are used where present."""
-
-    def __init__(self, store: RunStore, device: str | torch.device = "cpu"):
-        self.store, self.device = store, torch.device(device)
-        self.rows: dict[int, Individual] = {i.id: i for i in store.lineage.all()}
-        self._built: dict[int, Built] = {}
-        self.rebuilt = 0
-
-    def row(self, ind_id: int) -> Individual:
-        if ind_id not in self.rows:
-            raise EvoMergeError(f"no individual {ind_id} in {self.store.root}")
-        return self.rows[ind_id]
-
-
-    def genome(self, ind_id: int) -> Genome:
-        """The individual's weights: its stored file, or rebuilt when the file was collected."""
-        ind = self.row(ind_id)
-        if self.store.weights.path(ind.weights).is_file():
-            return self.store.weights.load(ind.weights, device=self.device)
-        if ind.operator == "member":
-            raise EvoMergeError(f"member {ind.id} ({ind.name}): weight file missing: "
-                                f"{self.store.weights.path(ind.weights)}")
-        return self.build(ind_id).genome
-
-    def velocity(self, ind_id: int) -> Genome | None:
-        ind = self.row(ind_id)
-        if ind.velocity is None:
-            return None
-        if self.store.weights.path(ind.velocity).is_file():
-            return self.store.weights.load(ind.velocity, device=self.device)
-        return self.build(ind_id).velocity
-
-    def build(self, ind_id: int) -> Built:
-        """Make the individual from its recipe (members cannot be rebuilt: they are the roots)."""
-        if ind_id not in self._built:
-            ind = self.row(ind_id)
-            if ind.operator == "member":
-                raise EvoMergeError(f"individual {ind_id} is a member: it has no recipe to replay")
-            self._built[ind_id] = build(ind, self.genome, self.velocity)
-            self.rebuilt += 1
-        return self._built[ind_id]
 
 
 def replay(store: RunStore, ind_id: int, device: str = "cpu") -> ReplayResult:

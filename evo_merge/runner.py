@@ -32,6 +32,7 @@ from evo_merge.pool.factory import WorkerSpec, make_worker
 from evo_merge.pool.executor import Executor
 from evo_merge.pool.local import LocalExecutor
 from evo_merge.population import Population, load_population
+from evo_merge.run_inputs import ensure_inputs, redirect_config
 from evo_merge.store import RunStore
 
 
@@ -136,13 +137,18 @@ def _drive(cfg: RunConfig, kind: str, body: Callable[[Engine], RunOutcome], hook
     try:
         if store is not None:
             _check_task_digests(store, digests)
-        executor = executor or make_executor(cfg, _spec_for(cfg, prepared))
+        if executor is None:
+            if hooks is not None and cfg.pool.backend == "ray":
+                where = f"joining Ray at {cfg.pool.address}" if cfg.pool.address else "starting Ray"
+                hooks.phase(f"{where} ({cfg.pool.workers} workers)", None)
+            executor = make_executor(cfg, _spec_for(cfg, prepared))
         if store is None:
             store = _create_store(cfg, executor, kind)
             created = True
             store.lineage.set_meta("task_digests", digests)
         else:
             _attach(store, executor)
+        ensure_inputs(store.root, cfg, prepared.population)  # a new run's own copy; a resumed run's check
         engine = Engine(cfg.evolution, cfg.seed, store, executor, prepared.members, hooks,
                         heldout=bool(prepared.spec.heldout), lora_mode=cfg.lora.mode,
                         tasks=prepared.tasks)
@@ -194,12 +200,13 @@ RESUME_KEYS = ("optimizer", "budget", "num_workers")
 
 
 def load_stored_config(store: RunStore) -> RunConfig:
-    """The config a run started with, pointed at its run directory."""
-    data = {**store.config(), "out": str(store.root)}
+    """The config a run started with, pointed at its run directory and its own copies of the
+    population and task specs (``run_inputs``)."""
+    data = {**redirect_config(store.root, store.config()), "out": str(store.root)}
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise EvoMergeError(validation_message(store.root / "config.yaml", exc)) from None
+        raise EvoMergeError(validation_message(store.root / "config.yaml", exc, RunConfig)) from None
     load_plugins(cfg.plugins)
     return cfg
 
@@ -214,6 +221,7 @@ def open_for_resume(cfg: RunConfig, kind: str) -> RunStore:
         if lineage.meta("kind", kind) != kind:
             raise EvoMergeError(f"{cfg.out} holds a {lineage.meta('kind')} run, not a {kind} run")
         stored = store.config()
+        copies = redirect_config(store.root, stored)  # a resume reads the run's own copies
         now = cfg.model_dump(mode="json")
         if kind == "search":
             old_search, new_search = stored.get("search") or {}, now["search"]
@@ -222,7 +230,7 @@ def open_for_resume(cfg: RunConfig, kind: str) -> RunStore:
                     raise EvoMergeError(f"cannot resume {cfg.out}: search.{key} was {old_search.get(key)!r}, now "
                                         f"{new_search.get(key)!r}; resume with the settings it started with")
         for key in ("seed", "population", "tasks", "eval", "evolution"):
-            if stored.get(key) != now[key]:
+            if stored.get(key) != now[key] and copies.get(key) != now[key]:
                 raise EvoMergeError(f"cannot resume {cfg.out}: {key} differs from the run's config.yaml")
     except BaseException:
         store.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import difflib
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -61,17 +64,78 @@ def read_yaml(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def validation_message(path: Path, exc: ValidationError) -> str:
-    """The first pydantic error as 'file: field.path: message'."""
-    err = exc.errors()[0]
+def validation_message(path: Path, exc: ValidationError, model: type[BaseModel] | None = None,
+                       flags: dict[str, str] | None = None) -> str:
+    """The first pydantic error as 'file: field.path: message'. An unknown key names the nearest
+    known one of ``model`` at that place; an error in a value a command-line flag set names the
+    flag (``flags``: dotted key -> '--flag'), not the file."""
+    errors = exc.errors()
+    # a misspelt key is also a missing one: the unknown key (and what it was meant to be) says more
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")
     extra = f" ({exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    if err["type"] == "extra_forbidden" and err["loc"]:
+        *parent, key = err["loc"]
+        where = ".".join(str(p) for p in parent)
+        return f"{path}: {where + ': ' if where else ''}{unknown_key(str(key), known_keys(model, parent))}{extra}"
+    for dotted, flag in sorted((flags or {}).items(), key=lambda kv: -len(kv[0])):
+        if loc == dotted or loc.startswith(dotted + "."):
+            got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], (dict, list)) else ""
+            return f"{flag}: {msg}{got}{extra}"
     return f"{path}: {loc}: {msg}{extra}"
 
 
-def load_model(model: type[BaseModel], path: Path, what: str, overrides: dict[str, Any] | None = None) -> Any:
-    """Read YAML at ``path`` into ``model``, applying dotted-key ``overrides`` first."""
+def unknown_key(key: str, known: list[str], what: str = "key") -> str:
+    """'unknown key 'generatons' (did you mean 'generations'?)', or the known keys when none is near."""
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown {what} {key!r} (did you mean {close[0]!r}?)"
+    return f"unknown {what} {key!r} (known: {', '.join(known)})" if known else f"unknown {what} {key!r}"
+
+
+def known_keys(model: Any, loc: list) -> list[str]:
+    """The field names (aliases) of the model found by following ``loc`` from ``model``: through
+    fields, list items, dict values and the members of a union."""
+    current = [model] if model is not None else []
+    for part in loc:
+        current = [t for m in current for t in _step(m, part)]
+    names: dict[str, None] = {}
+    for m in (t for c in current for t in _unions(c)):
+        if isinstance(m, type) and issubclass(m, BaseModel):
+            names.update((f.alias or n, None) for n, f in m.model_fields.items())
+    return list(names)
+
+
+def _step(annotation: Any, part: Any) -> list[Any]:
+    """The annotations that ``part`` (a field name, list index or dict key) leads to from ``annotation``."""
+    out = []
+    for t in _unions(annotation):
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            if part == t.__name__:
+                out.append(t)  # pydantic names the union member it tried
+            for n, f in t.model_fields.items():
+                if part in (n, f.alias):
+                    out.append(f.annotation)
+        elif typing.get_origin(t) in (list, tuple, set) and isinstance(part, int):
+            out.extend(a for a in typing.get_args(t)[:1])
+        elif typing.get_origin(t) is dict:
+            out.extend(typing.get_args(t)[1:2])
+    return out
+
+
+def _unions(annotation: Any) -> list[Any]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [a for arg in typing.get_args(annotation) for a in _unions(arg)]
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _unions(typing.get_args(annotation)[0])
+    return [annotation]
+
+
+def load_model(model: type[BaseModel], path: Path, what: str, overrides: dict[str, Any] | None = None,
+               flags: dict[str, str] | None = None) -> Any:
+    """Read YAML at ``path`` into ``model``, applying dotted-key ``overrides`` first (``flags``: the
+    command-line flag that set each, named in an error about its value)."""
     data = read_yaml(path, what)
     for dotted, value in (overrides or {}).items():
         node = data
@@ -82,4 +146,4 @@ def load_model(model: type[BaseModel], path: Path, what: str, overrides: dict[st
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise EvoMergeError(validation_message(path, exc)) from None
+        raise EvoMergeError(validation_message(path, exc, model, flags)) from None

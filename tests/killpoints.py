@@ -6,7 +6,12 @@ point was reached is written to COUNT_FILE at exit instead). The points are even
 moments, so where a kill lands does not depend on how fast the machine is:
 
 - ``commit``: inside a lineage-database transaction, before it commits (the write is lost);
-- ``weights``: after a weight file is written, before the database records it.
+- ``weights``: after a weight file is written, before the database records it (the
+  members as the run starts; each checkpoint's survivors as their generation closes, before
+  the checkpoint commits; the report's uniform merge).
+
+Old weight files are deleted only after a checkpoint has committed; a ``commit`` kill point
+right after that commit (before the deletion) is the one in between.
 """
 
 from __future__ import annotations
@@ -41,8 +46,8 @@ def install(point: str, k: int, count_file: Path) -> None:
             yield conn
             reached("commit")
 
-    def counted_save(self, genome):
-        digest = save(self, genome)
+    def counted_save(self, genome, *args, **kwargs):
+        digest = save(self, genome, *args, **kwargs)
         reached("weights")
         return digest
 

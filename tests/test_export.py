@@ -130,6 +130,27 @@ def test_crossover_of_members_gets_a_faithful_mergekit_config(full_run, tmp_path
     assert [m["parameters"]["weight"] for m in cfg["models"]] == [1.0, 1.0, 1.0]
 
 
+def test_evo_merge_merge_accepts_every_exported_mergekit_config(full_run, tmp_path):
+    """`evo-merge merge` on an export's own mergekit_config.yml rebuilds the exported weights."""
+    from evo_merge.oneshot import merge_from_config
+
+    done = set()
+    for ind in _rows(full_run)[0]:
+        if ind.operator not in ("crossover", "merge") or ind.method in done:
+            continue
+        res = export_individual(full_run, ind.id, tmp_path / f"x{ind.id}")
+        if res.mergekit_config is None or res.note:  # approximate configs (random masks) are not exact
+            continue
+        done.add(ind.method)
+        merge_from_config(res.mergekit_config, tmp_path / f"redo{ind.id}")
+        exported, redone = load_file(tmp_path / f"x{ind.id}" / "model.safetensors"), \
+            load_file(tmp_path / f"redo{ind.id}" / "model.safetensors")
+        assert exported.keys() == redone.keys()
+        for name in exported:
+            torch.testing.assert_close(redone[name], exported[name], rtol=0, atol=1e-5)
+    assert {"ties", "linear"} <= done
+
+
 def test_mutant_gets_no_mergekit_config_and_says_why(full_run, tmp_path):
     mutant = _first(full_run, "mutation")
     res = export_individual(full_run, mutant.id, tmp_path / "m")
@@ -198,14 +219,18 @@ def test_cli_errors_exit_2_with_one_line_and_touch_nothing(full_run, cli, tmp_pa
 def test_corrupt_weights_or_failed_write_leave_no_output(full_run, tmp_path, monkeypatch):
     run = tmp_path / "run"
     shutil.copytree(full_run, run)
-    child = _first(run, "crossover")
+    # a run writes only the weights its checkpoints need: take an offspring it wrote (a survivor)
+    child = next(i for i in _rows(run)[0] if i.operator != "member"
+                 and (run / "weights" / f"{i.weights}.safetensors").is_file())
     weights = run / "weights" / f"{child.weights}.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8])
     with pytest.raises(EvoMergeError, match="weight file"):
         export_individual(run, child.id, tmp_path / "o")
-    weights.unlink()
+    weights.unlink()  # an offspring's missing file is rebuilt from its recipe; a member's cannot be
+    member = _first(run, "member")
+    (run / "weights" / f"{member.weights}.safetensors").unlink()
     with pytest.raises(EvoMergeError, match="weight file missing"):
-        export_individual(run, child.id, tmp_path / "o")
+        export_individual(run, member.id, tmp_path / "o")
 
     from evo_merge.model_host import ModelHost
 

@@ -105,7 +105,7 @@ def test_resume_refuses_changed_task_data(cli, tiny_full, tmp_path, monkeypatch)
     with monkeypatch.context() as m:
         _interrupt_at(m, "set_population", 2, KeyboardInterrupt())
         assert cli("run", cfg, "--out", out)[0] == 130
-    data = tmp_path / "tiny.jsonl"
+    data = out / "inputs" / "tasks" / "0" / "tiny.jsonl"  # the run reads its own copy (test_self_contained.py)
     data.write_text(data.read_text().replace('"answer": "0"', '"answer": "1"'))
     before = snapshot(out)
     assert_one_line_error(*cli("resume", out), "task tiny's spec or data changed")

@@ -87,7 +87,7 @@ def test_interrupted_search_resumes_to_the_uninterrupted_result(tmp_path, prepar
 
 @pytest.mark.parametrize("args,message", [
     (["--optimizer", "NGOptt"], "unknown Nevergrad optimizer 'NGOptt' (did you mean NGOpt"),
-    (["--objective", "accuracy"], "search.objective"),
+    (["--objective", "accuracy"], "--objective: Input should be 'fitness' or 'loss' (got 'accuracy')"),
     (["--granularity", "filters"], "granularity 'filters' needs a non-empty filters list"),
 ])
 def test_bad_search_settings_give_one_line_errors(tmp_path, cli, args, message):

@@ -15,7 +15,7 @@ from typing import NoReturn
 import typer
 from typer.exceptions import TyperException
 
-from evo_merge.cli import compare, evaluate, manage, merge, readers, run
+from evo_merge.cli import compare, config_cmd, evaluate, manage, merge, readers, run
 from evo_merge.cli.output import err_console
 from evo_merge.errors import EvoMergeError, RunInterrupted, machine_error
 
@@ -41,6 +41,7 @@ for command in (run.run, run.resume, manage.replay, manage.gc, run.search, compa
                 readers.status, merge.merge, manage.export, readers.lineage, readers.plot):
     app.command()(_telling_interrupts(command))
 app.command("eval")(_telling_interrupts(evaluate.eval_))
+app.command("config")(config_cmd.config)
 
 
 def main() -> None:

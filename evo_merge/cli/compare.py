@@ -9,14 +9,17 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from evo_merge.cli.output import console
+from evo_merge.cli.formats import check_format, emit
+from evo_merge.cli.output import console, err_console
 from evo_merge.errors import EvoMergeError
 
 
 def compare(config: Path = typer.Argument(..., help="compare config YAML (base run config, methods, seeds, targets)"),
             out: Optional[Path] = typer.Option(None, help="override the output directory"),
             seeds: Optional[str] = typer.Option(None, help="override seeds, e.g. 0,1,2"),
-            methods: Optional[str] = typer.Option(None, help="override methods, comma-separated")) -> None:
+            methods: Optional[str] = typer.Option(None, help="override methods, comma-separated"),
+            format: str = typer.Option("table", "--format", help="table|json|csv: the summary as one record per "
+                                       "(target, method) on stdout; progress goes to stderr")) -> None:
     """Run baselines and evolution methods with several seeds; table of test-split mean and std, PNG chart."""
     from evo_merge.compare import run_comparison
     from evo_merge.config import load_compare_config
@@ -31,10 +34,15 @@ def compare(config: Path = typer.Argument(..., help="compare config YAML (base r
             raise EvoMergeError(f"--seeds must be comma-separated integers, got {seeds!r}") from None
     if methods:
         overrides["methods"] = [m.strip() for m in methods.split(",")]
+    fmt = check_format(format, ("table", "json", "csv"))
     cfg = load_compare_config(config, overrides)
     start = time.perf_counter()
-    with console.status("comparing") as status:
-        result = run_comparison(cfg, progress=lambda msg: status.update(f"{msg} ({time.perf_counter() - start:.0f}s)"))
+    shown = console if fmt == "table" else err_console  # records alone on stdout
+    with shown.status("comparing") as status:
+        result = run_comparison(cfg, progress=lambda msg: status.update(f"{msg} ({_elapsed(start)})"))
+    if fmt != "table":
+        emit(result.summary + [{**s, "sweep": True} for s in result.sweep_summary], fmt)
+        return
     table = Table(title=f"held-out test split, mean ± std over seeds {cfg.seeds}")
     for col in ("target", "method", "test", "fitness set"):
         table.add_column(col, justify="right" if col in ("test", "fitness set") else "left")
@@ -46,3 +54,9 @@ def compare(config: Path = typer.Argument(..., help="compare config YAML (base r
                       f"fitness set {r['fitness_mean']:.3f}")
     paths = result.paths
     console.print(f"wrote {paths['csv']}, {paths['md']}, {paths['png']} in {time.perf_counter() - start:.0f}s")
+
+
+def _elapsed(start: float) -> str:
+    s = int(time.perf_counter() - start)
+    return f"{s // 60}m{s % 60:02d}s elapsed" if s >= 60 else f"{s}s elapsed"
+

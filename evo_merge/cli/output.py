@@ -1,29 +1,130 @@
-"""What the commands print: the consoles, the results table and a searched composition."""
+"""What the commands print: the consoles, the results table, compositions and a searched composition.
+
+When stdout is not a terminal (a log file, CI), ``console.status`` prints plain lines (what
+started, and when it ended) instead of drawing a spinner nobody sees.
+"""
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _PlainStatus:
+    """``console.status`` off a terminal: a line when it starts, changes and ends."""
+
+    def __init__(self, console: Console, message: str):
+        self.console, self.message, self.start = console, message, time.perf_counter()
+        self.console.print(f"{message} ...", markup=False, highlight=False, soft_wrap=True)
+
+    def update(self, status: str = "", **_) -> None:
+        if status and status != self.message:
+            self.message = status
+            self.console.print(f"{status} ...", markup=False, highlight=False, soft_wrap=True)
+
+
+class EvoConsole(Console):
+    @contextmanager
+    def status(self, status, **kwargs) -> Iterator:  # type: ignore[override]
+        if self.is_terminal:
+            with super().status(status, **kwargs) as live:
+                yield live
+            return
+        plain = _PlainStatus(self, str(status))
+        yield plain
+        self.print(f"{plain.message}: done in {time.perf_counter() - plain.start:.1f}s", markup=False,
+                   highlight=False, soft_wrap=True)
+
+
+console = EvoConsole()
+err_console = EvoConsole(stderr=True)
+
+
+def results_table(records: list[dict], run_dir: Path | str, metric: str) -> Table:
+    """The final table: what each row is, the metric, what the ensemble is, what to run next."""
+    from evo_merge.report.results import ensemble_note, next_steps
+
+    table = Table(title=f"Held-out test split ({run_dir})\nscore: {metric}", title_justify="left",
+                  caption_justify="left")
+    table.add_column("model")
+    table.add_column("individual")
+    table.add_column("fitness set", justify="right")
+    table.add_column("test", justify="right")
+    heldout = any("heldout" in rec for rec in records)
+    if heldout:
+        table.add_column("held-out tasks", justify="right")
+    for rec in records:
+        cells = [rec["name"], rec["individual"], _num(rec["fitness"]), _num(rec["test"])]
+        table.add_row(*cells, *([_num(rec.get("heldout"))] if heldout else []))
+    lines = [note] if (note := ensemble_note(records)) else []
+    best = next((rec["ids"][0] for rec in records if rec["kind"] == "model" and rec["ids"]
+                 and rec["name"] in ("evolved best", "searched composition")), None)
+    lines += ["next:"] + [f"  {cmd}" for cmd, _ in next_steps(run_dir, best)]
+    table.caption = "\n".join(lines)
+    return table
+
+
+def _num(x) -> str:
+    return "" if x is None else f"{x:.4f}"
 
 
 def print_rows(outcome) -> None:
-    """The held-out test table of a finished run."""
-    table = Table(title=f"Held-out test split ({outcome.run_dir})")
-    table.add_column("model")
-    table.add_column("fitness set", justify="right")
-    table.add_column("test", justify="right")
-    heldout = any("heldout" in row for row in outcome.rows)
-    if heldout:
-        table.add_column("held-out tasks", justify="right")
-    for row in outcome.rows:
-        cells = [row["name"], f"{row['fitness']:.4f}", f"{row['test']:.4f}"]
-        table.add_row(*cells, *([f"{row['heldout']:.4f}"] if heldout else []))
-    console.print(table)
+    """The held-out test table of a finished run; after an evolution run, the evolved best's composition."""
+    from evo_merge.report.results import metric_text, result_records
+    from evo_merge.store import RunStore
+
+    with RunStore.open(outcome.run_dir) as store:
+        records = result_records(outcome.rows, store.lineage)
+        metric = metric_text(_config(store))
+    console.print(results_table(records, outcome.run_dir, metric))
+    best = next((rec for rec in records if rec["name"] == "evolved best"), None)
+    if best and best["ids"]:
+        print_member_composition(outcome.run_dir, best["ids"][0], "evolved best")
+
+
+def _config(store) -> dict | None:
+    try:
+        return store.config()
+    except Exception:  # noqa: BLE001 - an old or partial run: the metric is then just "fitness score"
+        return None
+
+
+def print_member_composition(run_dir: Path | str, ind_id: int, what: str = "") -> None:
+    """An individual as weights of the members, per layer group where they differ."""
+    console.print(composition_table(run_dir, ind_id, what))
+
+
+def composition_of(run_dir: Path | str, ind_id: int):
+    from evo_merge.report.composition import compose, store_tensor_names
+    from evo_merge.store import RunStore
+
+    with RunStore.open(run_dir) as store:
+        names, kind = store_tensor_names(store)
+        return compose(store.lineage.all(), ind_id, names, kind)
+
+
+def composition_table(run_dir: Path | str, ind_id: int, what: str = ""):
+    """A rich Table of the member weights (or, when undefined, one line saying why)."""
+    comp = composition_of(run_dir, ind_id)
+    head = f"composition of #{ind_id}" + (f" ({what})" if what else "") + " in the members' task vectors"
+    if not comp.defined:
+        from rich.text import Text
+
+        return Text(f"{head}: {comp.summary()}")
+    used = [i for i, _ in enumerate(comp.members) if any(abs(ws[i]) > 1e-12 for _, ws in comp.rows)]
+    table = Table(title=head, title_justify="left", caption=comp.summary(), caption_justify="left")
+    table.add_column("layers")
+    for i in used:
+        table.add_column(comp.names.get(comp.members[i], str(comp.members[i])), justify="right")
+    table.add_column("sum", justify="right")
+    for label, ws in comp.rows:
+        table.add_row(label, *(f"{ws[i]:+.3f}" for i in used), f"{sum(ws):.3f}")
+    return table
 
 
 def print_effects(run_dir: Path) -> None:

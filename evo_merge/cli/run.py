@@ -28,12 +28,14 @@ def run(config: Path = typer.Argument(..., help="run config YAML"),
     from evo_merge.progress import RichHooks
     from evo_merge.runner import execute, prepare
 
-    overrides = {k: v for k, v in {"evolution.generations": generations, "seed": seed,
-                                   "out": str(out) if out else None, "evolution.population_size": population_size,
-                                   "eval.device": device, "pool.backend": "ray" if address else backend,
-                                   "pool.workers": workers, "pool.mode": mode, "pool.address": address}.items()
-                 if v is not None}
-    cfg = load_run_config(config, overrides)
+    overrides, flags = _overrides({"--generations": ("evolution.generations", generations), "--seed": ("seed", seed),
+                                   "--out": ("out", str(out) if out else None),
+                                   "--population-size": ("evolution.population_size", population_size),
+                                   "--device": ("eval.device", device),
+                                   "--backend": ("pool.backend", "ray" if address else backend),
+                                   "--workers": ("pool.workers", workers), "--mode": ("pool.mode", mode),
+                                   "--address": ("pool.address", address)})
+    cfg = load_run_config(config, overrides, flags)
     if cfg.out.exists() and any(cfg.out.iterdir()):
         raise EvoMergeError(f"run directory {cfg.out} already exists and is not empty; choose another --out")
     start = time.perf_counter()
@@ -45,8 +47,8 @@ def run(config: Path = typer.Argument(..., help="run config YAML"),
                   f"loaded in {time.perf_counter() - start:.1f}s")
     with RichHooks(console, cfg.evolution.generations) as hooks:
         outcome = execute(cfg, hooks, prepared)
-    print_rows(outcome)
     print_effects(outcome.run_dir)
+    print_rows(outcome)
     console.print(f"done in {time.perf_counter() - start:.1f}s; run directory: {outcome.run_dir}")
 
 
@@ -87,12 +89,15 @@ def search(config: Path = typer.Argument(..., help="run config YAML; its 'search
     from evo_merge.progress import RichHooks
     from evo_merge.runner import execute_search, prepare
 
-    overrides = {k: v for k, v in {"seed": seed, "out": str(out) if out else None, "search.optimizer": optimizer,
-                                   "search.budget": budget, "search.num_workers": num_workers,
-                                   "search.objective": objective, "search.granularity": granularity,
-                                   "eval.device": device, "pool.backend": "ray" if address else backend,
-                                   "pool.workers": workers, "pool.address": address}.items() if v is not None}
-    cfg = load_run_config(config, overrides)
+    overrides, flags = _overrides({"--seed": ("seed", seed), "--out": ("out", str(out) if out else None),
+                                   "--optimizer": ("search.optimizer", optimizer), "--budget": ("search.budget", budget),
+                                   "--num-workers": ("search.num_workers", num_workers),
+                                   "--objective": ("search.objective", objective),
+                                   "--granularity": ("search.granularity", granularity),
+                                   "--device": ("eval.device", device),
+                                   "--backend": ("pool.backend", "ray" if address else backend),
+                                   "--workers": ("pool.workers", workers), "--address": ("pool.address", address)})
+    cfg = load_run_config(config, overrides, flags)
     if not resume and cfg.out.exists() and any(cfg.out.iterdir()):
         raise EvoMergeError(f"run directory {cfg.out} already exists and is not empty; choose another --out "
                             "or pass --resume")
@@ -108,3 +113,11 @@ def search(config: Path = typer.Argument(..., help="run config YAML; its 'search
     print_rows(outcome)
     print_composition(outcome.run_dir, outcome.final_population[0])
     console.print(f"done in {time.perf_counter() - start:.1f}s; run directory: {outcome.run_dir}")
+
+
+def _overrides(given: dict[str, tuple[str, object]]) -> tuple[dict[str, object], dict[str, str]]:
+    """{flag: (dotted config key, value)} -> the overrides that were given, and the flag behind each
+    key (an error in such a value names the flag, not the config file)."""
+    set_ = {flag: (key, value) for flag, (key, value) in given.items() if value is not None}
+    flags = {key: flag for flag, (key, _) in set_.items()}
+    return {key: value for key, value in set_.values()}, flags

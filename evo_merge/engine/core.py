@@ -16,6 +16,7 @@ import numpy as np
 from evo_merge.config import EvolutionConfig
 from evo_merge.engine.checkpoint import Checkpoint
 from evo_merge.engine.hooks import EngineHooks, GenerationReport
+from evo_merge.engine.persistence import Persistence, RebuildingExecutor
 from evo_merge.engine.planner import Planner
 from evo_merge.engine.stall import StallRule
 from evo_merge.engine.state import PopulationState, Record
@@ -34,6 +35,8 @@ class Engine:
         """``tasks``: the fitness tasks and their weights."""
         self.evo, self.store, self.executor, self.members = evo, store, executor, members
         self.hooks = hooks or EngineHooks()
+        self.persistence = Persistence(self)
+        self.executor = RebuildingExecutor(executor, self.persistence)
         self.db = store.lineage
         self.heldout = heldout  # the run has held-out tasks: the report scores them too
         self.task_weights = list(tasks)  # (task, weight): for the members' sanity check and racing
@@ -50,7 +53,7 @@ class Engine:
     def job(self, recipe: Recipe, **kw) -> Job:
         """A job carrying the weight (and velocity) hashes of every individual the recipe names."""
         inputs, velocities = self.state.job_inputs(recipe)
-        return Job(recipe=recipe, inputs=inputs, velocities=velocities, **kw)
+        return Job(recipe=recipe, inputs=inputs, velocities=velocities, write=False, **kw)
 
     def execute(self, phase: str, generation: int, recipes: Sequence[Recipe]) -> list[int]:
         """Build and score offspring, then record each in the lineage; returns their ids."""
@@ -76,7 +79,7 @@ class Engine:
             personal_best=own, fitness=ev.score, task_scores=ev.task_scores, build_seconds=res.build_seconds,
             eval_seconds=ev.seconds, worker=res.worker, node=res.node, fitness_rows=rows,
             partial=not eligible), example_scores=examples)
-        self.state.records[ind_id] = Record(ev.score, res.weights, res.velocity, own, examples, eligible)
+        self.state.records[ind_id] = Record(ev.score, res.weights, res.velocity, own, examples, eligible, recipe)
         return ind_id
 
     # -- the start, generations, resume -------------------------------------------------------
@@ -99,13 +102,18 @@ class Engine:
         return population
 
     def close_generation(self, generation: int, population: list[int], offspring: int, seconds: float,
-                         scheduler: dict | None = None, events: list[dict] | None = None) -> None:
+                         scheduler: dict | None = None, events: list[dict] | None = None,
+                         pinned: Sequence[str] = ()) -> None:
         """Record the generation (and what the stall rule did in it) and, in the same transaction,
-        the checkpoint a resume starts from."""
+        the checkpoint a resume starts from. The population's weights are written before it
+        commits; what only the previous checkpoint needed is deleted after (``pinned``: hashes
+        jobs still in flight read)."""
         fit = self.state.fitness(population)
         report = GenerationReport(generation, float(fit.max()), float(fit.mean()), float(fit.std()), offspring, seconds)
         checkpoint = Checkpoint(generation, population, self.planner.rng.bit_generator.state, scheduler)
+        self.persistence.write(population)
         self.db.set_population(generation, population, vars(report), checkpoint.to_json(), events)
+        self.persistence.prune(population, pinned)
         self.stall.record(generation, report.best, report.std, bool(events))
         self.hooks.generation(report)
         for event in events or []:
@@ -116,7 +124,8 @@ class Engine:
 
         Everything recorded after the checkpoint is forgotten and made again: offspring
         seeds come from the restored generator, so they come out identical, and weight
-        files are content-addressed, so rewriting one is harmless. Interrupted searches
+        files are content-addressed, so rewriting one is harmless. The checkpoint's population
+        is on disk (written before it committed); files written after it are deleted. Interrupted searches
         keep their candidate logs and continue by replay. Returns (next generation,
         population, async scheduler state)."""
         checkpoint = Checkpoint.load(self.db)
@@ -125,6 +134,7 @@ class Engine:
             return 1, self.initialize(), None
         restored = PopulationState.restore(self.db)
         self.state.records, self.state.member_ids = restored.records, restored.member_ids
+        self.persistence.prune(checkpoint.population)  # files written after the checkpoint
         self.stall = StallRule.from_db(self.evo.stall, self.db)
         self.planner.rng.bit_generator.state = checkpoint.rng_state
         return checkpoint.generation + 1, list(checkpoint.population), checkpoint.scheduler

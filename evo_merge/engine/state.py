@@ -24,6 +24,7 @@ class Record:
     own_best: int
     examples: np.ndarray | None = None  # per-example fitness-split scores (niche operators)
     eligible: bool = True               # False: racing stopped it on part of the fitness set
+    recipe: Recipe | None = None        # how it was made (None: a member); rebuilds it when unwritten
 
 
 class PopulationState:
@@ -83,7 +84,7 @@ class PopulationState:
         for ind in db.all():
             own = ind.personal_best if ind.personal_best is not None else ind.id
             state.records[ind.id] = Record(ind.fitness, ind.weights, ind.velocity, own, examples.get(ind.id),
-                                           not ind.partial)
+                                           not ind.partial, None if ind.operator == "member" else ind.recipe())
             if ind.operator == "member":
                 state.member_ids.append(ind.id)
         return state

@@ -37,8 +37,10 @@ def run_steady_state(engine: Engine, population: list[int], total: int | None = 
         if done % per_report == 0 or done == total:
             scheduler = {"planned": planned, "done": done, "generation": generation + 1,
                          "inflight": [inflight[t].to_dict() for t in sorted(inflight)]}
+            pinned = {h for t in inflight for h in engine.persistence.reads(engine.job(inflight[t]))}
             engine.close_generation(generation, population, per_report if done % per_report == 0
-                                    else done % per_report, time.perf_counter() - report_start, scheduler)
+                                    else done % per_report, time.perf_counter() - report_start, scheduler,
+                                    pinned=pinned)
             report_start, generation = time.perf_counter(), generation + 1
         if planned < total:
             start(engine.planner.one(population))

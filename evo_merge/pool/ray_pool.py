@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -90,7 +91,10 @@ class RayExecutor:
         self.spec, self.cfg = spec, cfg
         self.started_ray = False
         if not ray.is_initialized():
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats notice on start
+            quiet = os.environ.get("EVO_MERGE_DEBUG") != "1"  # Ray's own INFO/WARNING lines only when debugging
             init: dict[str, Any] = {"address": cfg.address, "log_to_driver": False,
+                                    "logging_level": logging.ERROR if quiet else logging.INFO,
                                     "runtime_env": cfg.runtime_env}
             if cfg.address is None:  # a local instance sized for the pool
                 init.update(num_cpus=max(os.cpu_count() or 1, int(cfg.workers * cfg.cpus_per_worker + 0.999)),

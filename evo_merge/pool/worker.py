@@ -17,7 +17,7 @@ from evo_merge.errors import EvoMergeError
 from evo_merge.fitness.evaluator import Evaluation, LocalEvaluator
 from evo_merge.genome import Genome
 from evo_merge.operators.base import build
-from evo_merge.pool.jobs import Job, JobResult
+from evo_merge.pool.jobs import Job, JobResult, RebuildEntry
 from evo_merge.store.weights import WeightStore
 
 RUN_TOKEN_FILE = ".evo-merge-token"
@@ -36,6 +36,9 @@ class GenomeCache:
             self._items.move_to_end(digest)
             return self._items[digest]
         return self.put(digest, self.weights.load(digest, device=self.device))
+
+    def has(self, digest: str) -> bool:
+        return digest in self._items
 
     def put(self, digest: str, genome: Genome) -> Genome:
         if digest not in self._items:
@@ -81,9 +84,30 @@ class Worker:
                                 "put the run directory on storage shared by every node")
         return self.node
 
+    def fetch(self, digest: str, rebuild: dict[str, RebuildEntry]) -> Genome:
+        """A genome by hash: from the cache, the weight store, or rebuilt from the recipe the job
+        gives for it (recursively; checked against the hash). Rebuilding is deterministic on one
+        device, so a worker that did not build an unwritten individual makes the same bits."""
+        if self.cache.has(digest) or digest not in rebuild or self.weights.has(digest):
+            return self.cache.get(digest)
+        entry = rebuild[digest]
+        built = build(entry.recipe, lambda i: self.fetch(entry.inputs[i], rebuild),
+                      lambda i: self.fetch(entry.velocities[i], rebuild) if i in entry.velocities else None)
+        made = {entry.weights: built.genome, entry.velocity: built.velocity}
+        for want, genome in made.items():
+            if want is None:
+                continue
+            if genome is None or self.weights.digest(genome) != want:
+                raise EvoMergeError(f"{entry.recipe.operator} individual {want[:12]} does not rebuild to its "
+                                    f"recorded hash on {self.evaluator.host.device}")
+            self.cache.put(want, genome)
+        return made[digest]  # type: ignore[return-value]
+
     def run(self, job: Job) -> JobResult:
         if job.ensemble is not None:
             return self._ensemble(job)
+        if not job.score:
+            return self._store(job)
         built = self._build(job)
         evaluation = self.evaluator.evaluate(built[0], job.split, loss=job.loss)
         return self._result(built, evaluation, job)
@@ -106,7 +130,7 @@ class Worker:
     def _ensemble(self, job: Job) -> JobResult:
         """The output ensemble of stored individuals: members' predictions combined per task."""
         start = time.perf_counter()
-        evaluations = [self.evaluator.evaluate(self.cache.get(d), job.split) for d in job.ensemble or []]
+        evaluations = [self.evaluator.evaluate(self.fetch(d, job.rebuild), job.split) for d in job.ensemble or []]
         evaluation = self.evaluator.ensemble(evaluations, job.split)
         evaluation.seconds = time.perf_counter() - start
         if not job.predictions:
@@ -118,20 +142,35 @@ class Worker:
         start = time.perf_counter()
         velocity_hash = None
         if job.recipe is not None:
-            fetch = lambda i: self.cache.get(job.inputs[i])  # noqa: E731
-            fetch_velocity = lambda i: self.cache.get(job.velocities[i]) if i in job.velocities else None  # noqa: E731
+            fetch = lambda i: self.fetch(job.inputs[i], job.rebuild)  # noqa: E731
+            fetch_velocity = lambda i: self.fetch(job.velocities[i], job.rebuild) if i in job.velocities else None  # noqa: E731
             built = build(job.recipe, fetch, fetch_velocity)
             genome, digest = built.genome, ""
-            if job.persist:
-                digest = self.weights.save(built.genome)
-                self.cache.put(digest, built.genome)
-            if built.velocity is not None and job.persist:
-                velocity_hash = self.weights.save(built.velocity)
-                self.cache.put(velocity_hash, built.velocity)
+            if job.persist:  # always hashed; written only when asked (the engine writes survivors later)
+                digest = self._keep(built.genome, job.write)
+                if built.velocity is not None:
+                    velocity_hash = self._keep(built.velocity, job.write)
         else:
             digest = job.weights
-            genome = self.cache.get(digest)
+            genome = self.fetch(digest, job.rebuild)
+            if job.store_weights and not self.weights.has(digest):
+                self.weights.save(genome, digest)
         return genome, digest, velocity_hash, time.perf_counter() - start
+
+    def _keep(self, genome: Genome, write: bool) -> str:
+        """Hash a built genome, keep it in the cache, and write it if asked."""
+        digest = self.weights.save(genome) if write else self.weights.digest(genome)
+        self.cache.put(digest, genome)
+        return digest
+
+    def _store(self, job: Job) -> JobResult:
+        """Make sure ``job.weights`` (and nothing else) is in the weight store: a checkpoint's
+        survivor, taken from the cache or rebuilt from its recipe."""
+        start = time.perf_counter()
+        if not self.weights.has(job.weights):
+            self.weights.save(self.fetch(job.weights, job.rebuild), job.weights)
+        empty = Evaluation(0.0, {}, {}, {})
+        return JobResult(job.weights, None, empty, time.perf_counter() - start, self.name, self.node)
 
     def pid(self) -> int:
         return os.getpid()

@@ -23,8 +23,11 @@ def plot_fitness(db, path: Path, title: str) -> Path:
     best = [r["best"] for r in rows]
     mean = [r["mean"] for r in rows]
     std = [r["std"] or 0.0 for r in rows]
+    lo, hi = [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)]
+    if min(best + mean) >= 0 and max(best + mean) <= 1:  # a share (accuracy): the band stays in [0, 1]
+        lo, hi = [max(0.0, x) for x in lo], [min(1.0, x) for x in hi]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
-    ax.fill_between(gens, [m - s for m, s in zip(mean, std)], [m + s for m, s in zip(mean, std)],
+    ax.fill_between(gens, lo, hi,
                     color="C0", alpha=0.2, linewidth=0, label="mean \u00b1 std")
     ax.plot(gens, mean, color="C0", marker="o", markersize=3, label="mean")
     ax.plot(gens, best, color="C1", marker="o", markersize=3, label="best")

@@ -28,6 +28,7 @@ class Node:
 
     ind: Individual
     missing: bool = False
+    hidden: int = 0  # ancestors left out of a pruned drawing (``prune``)
 
     @property
     def id(self) -> int:
@@ -71,8 +72,10 @@ class Node:
 
     @property
     def label(self) -> str:
-        """Two lines: ``#id name-or-operator method`` and ``fit 0.8350 test 0.8400``."""
-        return f"{self.title}\n{self.scores}" if self.scores else self.title
+        """Two lines: ``#id name-or-operator method`` and ``fit 0.8350 test 0.8400`` (a third,
+        ``+N older ancestors``, where a pruned drawing leaves some out)."""
+        text = f"{self.title}\n{self.scores}" if self.scores else self.title
+        return text + (f"\n+{self.hidden} older ancestors" if self.hidden else "")
 
 
 @dataclass
@@ -131,4 +134,56 @@ def layers(tree: Tree) -> dict[int, int]:
     rank = {k: r for r, k in enumerate(keys)}
     return {i: rank[(tree.nodes[i].generation, d)] for i, d in depth.items()}
 
+
+def depths(tree: Tree) -> dict[int, int]:
+    """Parent steps from the root to each node (the shortest way)."""
+    parents: dict[int, list[int]] = {}
+    for e in tree.edges:
+        parents.setdefault(e.child, []).append(e.parent)
+    out, frontier = {tree.root: 0}, [tree.root]
+    while frontier:
+        nxt = []
+        for n in frontier:
+            for p in parents.get(n, []):
+                if p not in out:
+                    out[p] = out[n] + 1
+                    nxt.append(p)
+        frontier = nxt
+    return out
+
+
+def prune(tree: Tree, depth: int | None = None, max_nodes: int = 40) -> Tree:
+    """The nodes at most ``depth`` parent steps above the root (``None``: the deepest cut with at
+    most ``max_nodes`` nodes, everything when it fits). A node whose parents are cut off says how
+    many ancestors the drawing leaves out."""
+    far = depths(tree)
+    if depth is None:
+        depth = max(far.values(), default=0)
+        while depth > 1 and sum(1 for d in far.values() if d <= depth) > max_nodes:
+            depth -= 1
+    keep = {i for i, d in far.items() if d <= depth}
+    if len(keep) == len(tree.nodes):
+        return tree
+    parents: dict[int, list[int]] = {}
+    for e in tree.edges:
+        parents.setdefault(e.child, []).append(e.parent)
+    nodes: dict[int, Node] = {}
+    for i in tree.nodes:
+        if i not in keep:
+            continue
+        node = tree.nodes[i]
+        cut = [p for p in parents.get(i, []) if p not in keep]
+        hidden = 0
+        if cut:  # every ancestor of this node that the drawing leaves out
+            seen, stack = set(), list(cut)
+            while stack:
+                p = stack.pop()
+                if p in seen or p in keep:
+                    continue
+                seen.add(p)
+                stack.extend(parents.get(p, []))
+            hidden = len(seen)
+        nodes[i] = Node(node.ind, node.missing, hidden)
+    edges = [e for e in tree.edges if e.parent in keep and e.child in keep]
+    return Tree(root=tree.root, nodes=nodes, edges=edges)
 

@@ -1,4 +1,8 @@
-"""A family tree as a PNG: matplotlib + networkx with a layered layout (no graphviz binary)."""
+"""A family tree as a PNG: matplotlib + networkx with a layered layout (no graphviz binary).
+
+A large tree is cut to the ancestors within a few parent steps of the individual (``prune``;
+a box at the cut says how many older ancestors it leaves out), edge labels are drawn only
+while they fit, and a legend names the operators' colours."""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from pathlib import Path
 from statistics import fmean
 
 from evo_merge.report.png import pyplot, write_png
-from evo_merge.report.tree import Edge, Tree, layers
+from evo_merge.report.tree import Edge, Tree, layers, operator_of, prune
+
+EDGE_LABELS_UP_TO = 24  # nodes; above this the edge labels would cover each other
 
 
 # -- PNG ---------------------------------------------------------------------------------------------
@@ -29,10 +35,22 @@ def layout(tree: Tree) -> dict[int, tuple[float, float]]:
     return pos
 
 
-def to_png(tree: Tree, path: Path, title: str | None = None) -> Path:
-    """Draw the tree with matplotlib + networkx and write it atomically as a PNG."""
+def to_png(tree: Tree, path: Path, title: str | None = None, depth: int | None = None,
+           max_nodes: int = 40) -> Path:
+    """Draw the tree with matplotlib + networkx and write it atomically as a PNG. ``depth``:
+    parent steps above the individual to draw (None: as many as keep it to ``max_nodes``)."""
     plt = pyplot()
     import networkx as nx
+    from matplotlib.patches import Patch
+
+    full = len(tree.nodes)
+    tree = prune(tree, depth, max_nodes)
+    notes = []
+    if len(tree.nodes) < full:
+        notes.append(f"{len(tree.nodes)} of {full} individuals drawn (--depth N for more)")
+    edge_labels = len(tree.nodes) <= EDGE_LABELS_UP_TO
+    if not edge_labels and any(e.label for e in tree.edges):
+        notes.append("edge labels left out: see --format text")
 
     graph = nx.DiGraph()
     graph.add_nodes_from(tree.nodes)
@@ -42,7 +60,7 @@ def to_png(tree: Tree, path: Path, title: str | None = None) -> Path:
     n_ranks = max(rank.values()) + 1
     width = max(sum(1 for r in rank.values() if r == k) for k in range(n_ranks))
     fig_w = min(60.0, max(6.0, 2.6 * width))
-    fig_h = min(60.0, max(3.0, 1.5 * n_ranks + 0.8))
+    fig_h = min(60.0, max(3.5, (1.5 if edge_labels else 1.1) * n_ranks + 1.6))  # labels need room
     dpi = max(40, min(110, int(8000 / max(fig_w, fig_h))))
     fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=dpi)
 
@@ -57,7 +75,7 @@ def to_png(tree: Tree, path: Path, title: str | None = None) -> Path:
                       "linestyle": "--" if n.missing else "-"})
     incoming: dict[int, list[Edge]] = {}
     for e in tree.edges:
-        if e.label:
+        if e.label and edge_labels:
             incoming.setdefault(e.child, []).append(e)
     for child, edges in incoming.items():
         edges.sort(key=lambda e: pos[e.parent][0])
@@ -81,6 +99,15 @@ def to_png(tree: Tree, path: Path, title: str | None = None) -> Path:
     for side in ("top", "right", "bottom", "left"):
         ax.spines[side].set_visible(False)
     ax.set_xlim(-width / 2 - 0.2, width / 2 + 0.2)
-    ax.set_ylim(-(n_ranks - 1) - 0.6, 0.6)
-    ax.set_title(title or f"family tree of #{tree.root}", fontsize=10)
+    ops = list(dict.fromkeys(n.operator for n in sorted(tree.nodes.values(), key=lambda n: n.id)
+                             if not n.missing))
+    handles = [Patch(facecolor=operator_of(op).color, edgecolor="#888888", label=op) for op in ops]
+    handles.append(Patch(facecolor="white", edgecolor="black", linewidth=2.0, label=f"#{tree.root}"))
+    if any(n.missing for n in tree.nodes.values()):
+        handles.append(Patch(facecolor="white", edgecolor="#888888", linestyle="--", label="not in lineage"))
+    ax.set_ylim(-(n_ranks - 1) - 0.6, 1.1)  # headroom above the oldest rank for the legend
+    ax.legend(handles=handles, loc="upper center", ncol=min(len(handles), 7), fontsize=7, frameon=False,
+              handlelength=1.2, columnspacing=1.0)
+    head = title or f"family tree of #{tree.root}"
+    ax.set_title(head + ("\n" + "; ".join(notes) if notes else ""), fontsize=10)
     return write_png(fig, path)

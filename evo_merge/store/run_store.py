@@ -55,7 +55,14 @@ class RunStore:
         self.root = Path(root)
         self.lineage = lineage
         self.weights = WeightStore(self.root / "weights")
+        self.weights.fallback = self._rebuild
         self.lock = lock
+
+    def _rebuild(self, digest: str):
+        """A genome the run did not write (or collected), made again from its recipe on the CPU."""
+        from evo_merge.store.rebuild import Rebuilder
+
+        return Rebuilder(self).by_hash(digest)
 
     @classmethod
     def create(cls, root: Path, resolved_config: dict, kind: str = "evolution") -> "RunStore":
@@ -134,3 +141,34 @@ def _check_lineage(db: Path) -> None:
                                         "remove the directory and start it again")
     finally:
         conn.close()
+
+
+def weight_store_usage(store: RunStore) -> dict:
+    """The run's weight store now, and the most it may hold: ``members + 2 x population``
+    model copies (the members, the last checkpoint's population and, while a generation
+    closes, the next one's). ``population`` is the largest closing population recorded (the
+    configured ``population_size`` while none is)."""
+    db = store.lineage
+    members = db.conn.execute("SELECT COUNT(*) FROM individuals WHERE operator = 'member'").fetchone()[0]
+    largest = db.conn.execute("SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM population GROUP BY generation)"
+                              ).fetchone()[0]
+    configured = ((db.meta("config") or {}).get("evolution") or {}).get("population_size") or 0
+    population = max(int(largest or 0), int(configured))
+    files = store.weights.files()
+    sizes = [p.stat().st_size for p in files if p.is_file()]
+    member_files = [store.weights.path(r[0]) for r in
+                    db.conn.execute("SELECT weights FROM individuals WHERE operator = 'member'")]
+    member_sizes = [p.stat().st_size for p in member_files if p.is_file()]
+    copy = max(member_sizes or sizes or [0])  # one model copy: a member's file
+    return {"files": len(files), "bytes": sum(sizes), "copy_bytes": copy, "members": int(members),
+            "population": population, "bound_copies": int(members) + 2 * population}
+
+
+def weight_store_line(store: RunStore) -> str:
+    """One line for ``evo-merge status``: the weight store's size now and its bound."""
+    u = weight_store_usage(store)
+    mib = u["bytes"] / 2**20
+    bound_mib = u["bound_copies"] * u["copy_bytes"] / 2**20
+    return (f"weight store: {u['files']} file(s), {mib:.1f} MiB; bound members + 2 x population = "
+            f"{u['members']} + 2 x {u['population']} = {u['bound_copies']} model copies "
+            f"(~{bound_mib:.1f} MiB)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -35,6 +36,8 @@ class WeightStore:
         self.root = Path(root)
         self._staging: torch.Tensor | None = None  # host buffer for device genomes, reused
         self._bases: dict[str, LoraBasis] = {}
+        # rebuilds a genome the store does not hold (None: it cannot); see RunStore
+        self.fallback: Callable[[str], Genome | None] | None = None
 
     def path(self, digest: str) -> Path:
         """The file of a hash; anything but 64 lowercase hex digits (as a database or a job could
@@ -55,10 +58,15 @@ class WeightStore:
         host.copy_(flat.detach())
         return host
 
-    def save(self, genome: Genome) -> str:
-        """Write the genome (once; identical genomes share a file) and return its hash."""
+    def digest(self, genome: Genome) -> str:
+        """The genome's content hash (the name its file would have), without writing it."""
+        return content_hash(genome.layout, self._host(genome.flat), genome.basis)
+
+    def save(self, genome: Genome, digest: str | None = None) -> str:
+        """Write the genome (once; identical genomes share a file) and return its hash.
+        ``digest``: its hash, already computed from the same buffer (``digest``), not computed again."""
         host = self._host(genome.flat)
-        digest = content_hash(genome.layout, host, genome.basis)
+        digest = digest or content_hash(genome.layout, host, genome.basis)
         target = self.path(digest)
         if not target.exists():
             layout = genome.layout
@@ -97,9 +105,38 @@ class WeightStore:
             self._bases[digest] = basis
         return self._bases[digest]
 
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def files(self) -> list[Path]:
+        """Every weight (and LoRA basis) file in the store."""
+        return sorted(self.root.glob("*.safetensors")) if self.root.is_dir() else []
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.files() if p.is_file())
+
+    def prune(self, keep: set[str]) -> list[str]:
+        """Delete every file (and leftover temporary file of a killed write) whose hash is not
+        in ``keep``; returns the hashes deleted."""
+        deleted = []
+        for path in self.files():
+            digest = path.name[: -len(".safetensors")]
+            if digest not in keep:
+                path.unlink(missing_ok=True)
+                deleted.append(digest)
+        for tmp in self.root.glob(".*.safetensors.*.tmp") if self.root.is_dir() else []:
+            tmp.unlink(missing_ok=True)
+        return deleted
+
     def load(self, digest: str, device: torch.device | str = "cpu", verify: bool = True) -> Genome:
-        """Read a genome; a missing, unreadable or altered file raises naming the file."""
+        """Read a genome; a missing, unreadable or altered file raises naming the file. A missing
+        file of an individual the run did not write (or collected) is rebuilt from its recipe
+        where the store knows how (``fallback``, set by ``RunStore``)."""
         target = self.path(digest)
+        if not target.is_file() and self.fallback is not None:
+            genome = self.fallback(digest)
+            if genome is not None:
+                return genome.to(device) if str(device) != "cpu" else genome
         if not target.is_file():
             raise EvoMergeError(f"weight file missing: {target}")
         try:
