@@ -60,7 +60,10 @@ def merge_from_config(config_path: Path, out: Path, *, device: str = "cpu",
     if adapters:
         from evo_merge.mergeyaml.adapters import merge_adapters
 
-        _atomic_dir(out, lambda tmp: merge_adapters(cfg, method, paths, adapters, tmp))
+        from evo_merge.merge.sparsify import tie_order
+
+        with tie_order(cfg.tie_order):
+            _atomic_dir(out, lambda tmp: merge_adapters(cfg, method, paths, adapters, tmp))
         return
 
     from evo_merge.mergeyaml.execute import run_plan
@@ -74,7 +77,7 @@ def merge_from_config(config_path: Path, out: Path, *, device: str = "cpu",
 
         def build(tmp: Path) -> None:
             writer = ShardedWriter(tmp, [(t.name, t.dtype, t.shape) for t in plan.tasks], shard_bytes)
-            run_plan(method, plan, readers, writer, device, cfg.seed, progress)
+            run_plan(method, plan, readers, writer, device, cfg.seed, progress, cfg.tie_order)
             write_config(tmp, cfg, plan, paths)
             write_tokenizer(tmp, cfg, paths)
 

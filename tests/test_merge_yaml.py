@@ -206,3 +206,55 @@ def test_relative_paths_resolve_from_the_current_directory_first(cli, models, tm
     assert code == 0, err
     a, b, got = weights(models["a"]), weights(models["b"]), weights(tmp_path / "out")
     torch.testing.assert_close(got[Q.format(2)], (a[Q.format(2)] + b[Q.format(2)]) / 2, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tied(tmp_path_factory):
+    """A base of zeros and three 'fine-tunes' whose values are multiples of 0.01: many equal
+    magnitudes at every trim threshold (raw safetensors files and a config.json)."""
+    from safetensors.torch import save_file
+
+    root = tmp_path_factory.mktemp("tied")
+    g = torch.Generator().manual_seed(0)
+    shapes = {f"model.layers.{i}.mlp.up_proj.weight": (48, 40) for i in range(2)}
+    shapes["model.embed_tokens.weight"] = (30, 40)
+    paths = {}
+    for i, name in enumerate(["base", "a", "b", "c"]):
+        d = root / name
+        d.mkdir()
+        save_file({k: (torch.randint(-4, 5, s, generator=g).float() * 0.01 if i else torch.zeros(s))
+                   for k, s in shapes.items()}, str(d / "model.safetensors"))
+        (d / "config.json").write_text(json.dumps({"num_hidden_layers": 2, "model_type": "llama"}))
+        paths[name] = d
+    return paths
+
+
+def _mergekit_ties(base, deltas, weights, density):
+    """mergekit 0.1.5's TIES, written out: argsort top-k per task vector, weighted sign election."""
+    ds = []
+    for d in deltas:
+        k = int(density * d.numel())
+        mask = torch.zeros(d.numel())
+        mask[torch.argsort(d.abs().reshape(-1), descending=True)[:k]] = 1
+        ds.append(d * mask.view(d.shape))
+    w = torch.tensor(weights).view(-1, *[1] * base.dim())
+    st = torch.stack(ds) * w
+    agree = st.sign() == ((st.sum(0) >= 0).float() * 2 - 1)
+    div = (w * agree).sum(0)
+    div[div == 0] = 1
+    return base + (st * agree).sum(0) / div
+
+
+def test_tie_order_mergekit_reproduces_mergekits_choice_among_tied_magnitudes(cli, tied, tmp_path):
+    cfg = {"merge_method": "ties", "base_model": str(tied["base"]), "tie_order": "mergekit",
+           "models": [{"model": str(tied[m]), "parameters": {"weight": w}} for m, w in (("a", .6), ("b", .3), ("c", .4))],
+           "parameters": {"density": 0.5}}
+    assert run(cli, tmp_path, cfg, out="mk")[0] == 0
+    cfg["tie_order"] = "index"
+    assert run(cli, tmp_path, cfg, out="ix")[0] == 0
+    got_mk, got_ix = weights(tmp_path / "mk"), weights(tmp_path / "ix")
+    inputs = [weights(tied[m]) for m in ("base", "a", "b", "c")]
+    for name in got_mk:
+        expected = _mergekit_ties(inputs[0][name], [x[name] for x in inputs[1:]], [.6, .3, .4], 0.5)
+        torch.testing.assert_close(got_mk[name], expected, rtol=0, atol=1e-6)
+        assert got_ix[name].shape == expected.shape  # (the default order may pick other tied values)

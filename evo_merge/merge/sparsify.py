@@ -131,7 +131,12 @@ def _largest(mag: torch.Tensor, n_keep: int) -> torch.Tensor:
     threshold = _kth_smallest(mag, n - n_keep)  # the largest value left out
     keep = mag > threshold
     room = n_keep - int(torch.count_nonzero(keep))
-    return keep if room == 0 else keep | _first(mag == threshold, room)
+    if room == 0:
+        return keep
+    if _TIE_ORDER.get() == "mergekit":  # mergekit's own choice among the tied values: its argsort
+        keep.zero_()[torch.argsort(mag, descending=True)[:n_keep]] = True
+        return keep
+    return keep | _first(mag == threshold, room)
 
 
 def _keep_top(mag: torch.Tensor, density: float) -> torch.Tensor:
@@ -145,6 +150,10 @@ def _trim_outliers(mag: torch.Tensor, density: float, gamma: float) -> torch.Ten
     n = mag.numel()
     n_keep, n_top = int(density * n), int(gamma * n)
     n_bot = max(0, n - n_keep - n_top)
+    if _TIE_ORDER.get() == "mergekit":  # mergekit's rule, tied values in its sort's order
+        keep = torch.zeros_like(mag, dtype=torch.bool)
+        keep[torch.sort(mag, descending=False).indices[n_bot:n_bot + n_keep]] = True
+        return keep
     return _smallest(mag, n_bot + n_keep) & ~_smallest(mag, n_bot)
 
 
@@ -171,6 +180,20 @@ def _rescale_l1(x: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
 
 
 _SCRATCH: contextvars.ContextVar[bool] = contextvars.ContextVar("evo_merge_scratch_inputs", default=False)
+_TIE_ORDER: contextvars.ContextVar[str] = contextvars.ContextVar("evo_merge_tie_order", default="index")
+
+
+@contextlib.contextmanager
+def tie_order(order: Literal["index", "mergekit"]):
+    """Within this block, magnitude values tied at a TIES or breadcrumbs threshold are chosen in
+    ``order``: ``index`` (default: lowest index first, a stable sort's order, O(n)) or
+    ``mergekit`` (the order of torch's argsort / sort of the whole tensor, as mergekit 0.1.5
+    chooses them: bit-for-bit parity, at a sort's cost where values tie)."""
+    token = _TIE_ORDER.set(order)
+    try:
+        yield
+    finally:
+        _TIE_ORDER.reset(token)
 
 
 @contextlib.contextmanager

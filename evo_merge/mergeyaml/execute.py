@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from evo_merge.merge.registry import MergeMethod
-from evo_merge.merge.sparsify import inputs_are_scratch
+from evo_merge.merge.sparsify import inputs_are_scratch, tie_order
 from evo_merge.mergeyaml.plan import MergePlan, TensorTask
 from evo_merge.mergeyaml.tensor_files import ShardedWriter, TensorReader
 
@@ -54,13 +54,14 @@ def merge_tensor(method: MergeMethod, task: TensorTask, readers: dict[str, Tenso
 
 
 def run_plan(method: MergeMethod, plan: MergePlan, readers: dict[str, TensorReader], writer: ShardedWriter,
-             device: str, seed: int, progress=None) -> None:
+             device: str, seed: int, progress=None, ties: str = "index") -> None:
     generator = None
     if method.uses_random:
         generator = torch.Generator(device=device).manual_seed(seed)
     buffers = ReadBuffers(plan, readers)
-    for i, task in enumerate(plan.tasks):
-        writer.write(task.name, merge_tensor(method, task, readers, device, generator, buffers))
-        if progress:
-            progress(i + 1, len(plan.tasks))
+    with tie_order(ties):
+        for i, task in enumerate(plan.tasks):
+            writer.write(task.name, merge_tensor(method, task, readers, device, generator, buffers))
+            if progress:
+                progress(i + 1, len(plan.tasks))
     writer.finish()

@@ -6,7 +6,8 @@ optional slice ``base_model`` / ``parameters``), global ``parameters``; a parame
 a scalar, a gradient (a list interpolated over the layers of a slice) or a list of
 ``{filter, value}`` conditions; ``tokenizer_source`` (``base`` or a model), ``dtype``,
 ``out_dtype``, ``chat_template`` (the template's text). evo-merge's extras: ``seed`` (random
-methods), ``lora_mode`` (LoRA adapters as models), ``trust_remote_code``.
+methods), ``tie_order`` (``index``, or ``mergekit`` for its choice among tied magnitudes),
+``lora_mode`` (LoRA adapters as models), ``trust_remote_code``.
 Refused with one line naming the key: ``modules``, ``tokenizer`` (mergekit's vocabulary
 surgery), ``tokenizer_source: union``, ``residual_weight``, named chat templates.
 """
@@ -90,6 +91,7 @@ class MergeYaml(_Strict):
     tokenizer: Any = None
     # evo-merge's extras
     seed: int = Field(0, ge=0)
+    tie_order: Literal["index", "mergekit"] = "index"  # magnitudes tied at a TIES / breadcrumbs threshold
     lora_mode: Literal["exact", "factors", "product"] = "exact"
     trust_remote_code: bool = False
 
