@@ -1,5 +1,4 @@
-"""mergekit 0.1.5's merge methods: values computed by hand on tiny tensors, and every method
-usable as a crossover (task vectors, base None) through merge_genomes."""
+"""mergekit 0.1.5's methods: values by hand on tiny tensors; each usable as a crossover (merge_genomes)."""
 
 import math
 
