@@ -118,9 +118,18 @@ def composition_table(run_dir: Path | str, ind_id: int, what: str = ""):
         return Text(f"{head}: {comp.summary()}")
     used = [i for i, _ in enumerate(comp.members) if any(abs(ws[i]) > 1e-12 for _, ws in comp.rows)]
     table = Table(title=head, title_justify="left", caption=comp.summary(), caption_justify="left")
+    names = [comp.names.get(comp.members[i], str(comp.members[i])) for i in used]
+    if len(used) > len(comp.rows):  # one row per member, so that many members fit a terminal's width
+        table.add_column("member")
+        for label, _ in comp.rows:
+            table.add_column(label, justify="right")
+        for name, i in zip(names, used):
+            table.add_row(name, *(f"{ws[i]:+.3f}" for _, ws in comp.rows))
+        table.add_row("sum", *(f"{sum(ws):.3f}" for _, ws in comp.rows))
+        return table
     table.add_column("layers")
-    for i in used:
-        table.add_column(comp.names.get(comp.members[i], str(comp.members[i])), justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
     table.add_column("sum", justify="right")
     for label, ws in comp.rows:
         table.add_row(label, *(f"{ws[i]:+.3f}" for i in used), f"{sum(ws):.3f}")
