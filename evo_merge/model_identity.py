@@ -7,8 +7,9 @@ that record and refuse a model whose digest changed.
 
 The digest is SHA-256 over every weight file's name and size and:
 
-- a ``*.safetensors`` file of at most 256 MiB (every LoRA adapter, small models): all its bytes;
-- a larger one: its safetensors header (names, dtypes, shapes, offsets) and 64 evenly spaced
+- a model whose ``*.safetensors`` files total at most 256 MiB (every LoRA adapter, small models):
+  all their bytes;
+- a larger model, each of its files: its safetensors header (names, dtypes, shapes, offsets) and 64 evenly spaced
   64 KiB samples of its data, so a model of multi-GB shards is checked in milliseconds (a model
   trained again, even with the same shapes, differs in every sample);
 - ``config.json``, ``adapter_config.json`` and ``model.safetensors.index.json`` as parsed JSON,
@@ -44,12 +45,14 @@ def model_digest(path: Path) -> str:
     if key in _cache:
         return _cache[key]
     h = hashlib.sha256()
+    # the limit is on the model, not on each file: many small shards of a big model are sampled too
+    whole = sum(f.stat().st_size for f in files if f.name.endswith(".safetensors")) <= FULL_LIMIT
     for f in files:
         h.update(f.name.encode() + b"\0")
         if f.name.endswith(".json"):
             h.update(_json_bytes(f))
         else:
-            _hash_safetensors(f, h)
+            _hash_safetensors(f, h, whole)
         h.update(b"\0")
     _cache[key] = digest = h.hexdigest()
     return digest
@@ -66,11 +69,11 @@ def _json_bytes(f: Path) -> bytes:
     return json.dumps(data, sort_keys=True).encode()
 
 
-def _hash_safetensors(f: Path, h) -> None:
+def _hash_safetensors(f: Path, h, whole: bool) -> None:
     size = f.stat().st_size
     h.update(f"{size}\0".encode())
     with open(f, "rb") as fh:
-        if size <= FULL_LIMIT:
+        if whole:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
             return

@@ -91,6 +91,9 @@ def _atomic_dir(out: Path, build: Callable[[Path], None]) -> None:
     """Have ``build`` fill a temporary directory beside ``out``, then rename it to ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; the result gets the usual permissions
     try:
         build(tmp)
         if out.exists():

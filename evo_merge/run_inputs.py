@@ -80,14 +80,25 @@ def redirect_config(root: Path, data: dict[str, Any]) -> dict[str, Any]:
     if manifest is None:
         return data
     inputs = Path(root).resolve() / INPUTS
-    out = {**data, "population": str(inputs / manifest["population"]["copy"])}
-    tasks, heldout = list(data.get("tasks") or []), list(data.get("heldout_tasks") or [])
-    refs = [dict(r) for r in tasks + heldout]
-    for ref, entry in zip(refs, manifest["tasks"]):
-        if entry.get("self_contained"):
-            ref["spec"] = str(inputs / entry["copy"])
+    try:
+        out = {**data, "population": str(_inside(inputs, manifest["population"]["copy"]))}
+        tasks, heldout = list(data.get("tasks") or []), list(data.get("heldout_tasks") or [])
+        refs = [dict(r) for r in tasks + heldout]
+        for ref, entry in zip(refs, manifest["tasks"]):
+            if entry.get("self_contained"):
+                ref["spec"] = str(_inside(inputs, entry["copy"]))
+    except (KeyError, TypeError, AttributeError):
+        raise EvoMergeError(f"{inputs / MANIFEST}: malformed (expected the entries a run writes)") from None
     out["tasks"], out["heldout_tasks"] = refs[:len(tasks)], refs[len(tasks):]
     return out
+
+
+def _inside(inputs: Path, relative: str) -> Path:
+    """``inputs / relative``, refused in one line unless it stays inside the run's inputs folder."""
+    path = (inputs / str(relative)).resolve()
+    if not path.is_relative_to(inputs):
+        raise EvoMergeError(f"{inputs / MANIFEST}: path {relative!r} leaves the run's inputs folder")
+    return path
 
 
 def _copy_task(ref: TaskRef, inputs: Path, i: int) -> dict[str, Any]:

@@ -258,3 +258,29 @@ def test_tie_order_mergekit_reproduces_mergekits_choice_among_tied_magnitudes(cl
         expected = _mergekit_ties(inputs[0][name], [x[name] for x in inputs[1:]], [.6, .3, .4], 0.5)
         torch.testing.assert_close(got_mk[name], expected, rtol=0, atol=1e-6)
         assert got_ix[name].shape == expected.shape  # (the default order may pick other tied values)
+
+
+def test_output_gets_the_usual_permissions_and_bad_model_files_are_one_line(cli, models, tmp_path):
+    import os
+    import shutil
+
+    cfg = {"merge_method": "linear", "models": [{"model": str(models["a"])}, {"model": str(models["b"])}]}
+    assert run(cli, tmp_path, cfg)[0] == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o777 & ~umask
+    broken = tmp_path / "broken"
+    shutil.copytree(models["b"], broken)
+    (broken / "config.json").write_text("{not json")
+    cfg["models"][1]["model"] = str(broken)
+    code, err = run(cli, tmp_path, {**cfg, "base_model": str(broken), "merge_method": "task_arithmetic"},
+                    out="o2")
+    assert code == 2 and "cannot read" in err and "config.json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_slice_base_outside_its_sources_is_refused(cli, models, tmp_path):
+    cfg = {"merge_method": "ties", "base_model": str(models["base"]),
+           "slices": [{"sources": [{"model": str(models["a"]), "layer_range": [0, 2]},
+                                   {"model": str(models["b"]), "layer_range": [2, 4]}]}]}
+    code, err = run(cli, tmp_path, cfg)
+    assert code == 2 and "must be one of the slice's sources" in err and not (tmp_path / "out").exists()

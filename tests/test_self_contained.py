@@ -164,3 +164,21 @@ def test_the_digest_sees_weights_and_settings_not_paths(tmp_path, monkeypatch):
     assert model_digest(copy) != sampled
     (copy / "adapter_config.json").write_text(json.dumps({"r": 8}))
     assert model_digest(copy) not in (first, sampled)
+
+
+def test_a_manifest_path_leaving_the_inputs_folder_is_refused(tmp_path):
+    import json as _json
+
+    import pytest as _pytest
+
+    from evo_merge.errors import EvoMergeError
+    from evo_merge.run_inputs import INPUTS, MANIFEST, redirect_config
+
+    inputs = tmp_path / INPUTS
+    inputs.mkdir()
+    (inputs / MANIFEST).write_text(_json.dumps({"population": {"copy": "../../etc/passwd"}, "tasks": []}))
+    with _pytest.raises(EvoMergeError, match="leaves the run's inputs folder"):
+        redirect_config(tmp_path, {"population": "p.yaml", "tasks": []})
+    (inputs / MANIFEST).write_text(_json.dumps({"tasks": []}))
+    with _pytest.raises(EvoMergeError, match="malformed"):
+        redirect_config(tmp_path, {"population": "p.yaml", "tasks": []})

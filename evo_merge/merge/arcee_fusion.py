@@ -39,6 +39,8 @@ def arcee_fusion(tensors: Tensors, weights: torch.Tensor, *, generator: torch.Ge
                  base: torch.Tensor | None = None) -> torch.Tensor:
     """mergekit's arcee_fusion (no parameters; the per-model weights are not used)."""
     a, b = base_and_other("arcee_fusion", tensors, base)
+    if b.numel() == 0:
+        return b.clone()
     x = b.float()
     y = None if a is None else a.float()
     score = importance(x, y)

@@ -59,9 +59,12 @@ def run_plan(method: MergeMethod, plan: MergePlan, readers: dict[str, TensorRead
     if method.uses_random:
         generator = torch.Generator(device=device).manual_seed(seed)
     buffers = ReadBuffers(plan, readers)
-    with tie_order(ties):
-        for i, task in enumerate(plan.tasks):
-            writer.write(task.name, merge_tensor(method, task, readers, device, generator, buffers))
-            if progress:
-                progress(i + 1, len(plan.tasks))
-    writer.finish()
+    try:
+        with tie_order(ties):
+            for i, task in enumerate(plan.tasks):
+                writer.write(task.name, merge_tensor(method, task, readers, device, generator, buffers))
+                if progress:
+                    progress(i + 1, len(plan.tasks))
+        writer.finish()
+    finally:
+        writer.close()

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from evo_merge.errors import EvoMergeError
-from evo_merge.mergeyaml.plan import MergePlan
+from evo_merge.mergeyaml.plan import MergePlan, read_json
 from evo_merge.mergeyaml.schema import MergeYaml
 
 TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer.model",
@@ -24,7 +24,7 @@ def write_config(out: Path, cfg: MergeYaml, plan: MergePlan, paths: dict[str, Pa
     src = paths[plan.donor] / "config.json"
     if not src.is_file():
         raise EvoMergeError(f"model {plan.donor}: no config.json in {paths[plan.donor]}")
-    data = json.loads(src.read_text())
+    data = read_json(src)
     target = data.get("text_config", data) if "text_config" in data else data
     if cfg.slices is not None:
         old = target.get("num_hidden_layers")
@@ -34,9 +34,10 @@ def write_config(out: Path, cfg: MergeYaml, plan: MergePlan, paths: dict[str, Pa
             per_model = {}
             for model, index in plan.layer_sources:
                 if model not in per_model:
-                    other = json.loads((paths[model] / "config.json").read_text())
+                    other = read_json(paths[model] / "config.json")
                     per_model[model] = other.get("text_config", other).get("layer_types") or types
-            target["layer_types"] = [per_model[m][i] for m, i in plan.layer_sources]
+            if all(i < len(per_model[m]) for m, i in plan.layer_sources):
+                target["layer_types"] = [per_model[m][i] for m, i in plan.layer_sources]
     dtype = cfg.out_dtype or cfg.dtype
     if dtype:
         for key in ("torch_dtype", "dtype"):

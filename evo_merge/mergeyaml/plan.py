@@ -61,10 +61,21 @@ def per_model_names(method: MergeMethod) -> set[str]:
     return names
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; an unreadable or malformed file is one line naming it."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise EvoMergeError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise EvoMergeError(f"{path}: expected a JSON object")
+    return data
+
+
 def num_layers_of(reader: TensorReader) -> int:
     cfg = reader.directory / "config.json"
     if cfg.is_file():
-        data = json.loads(cfg.read_text())
+        data = read_json(cfg)
         data = data.get("text_config", data)
         for key in ("num_hidden_layers", "n_layer", "num_layers"):
             if isinstance(data.get(key), int):
@@ -83,7 +94,11 @@ class Planner:
     def plan(self) -> MergePlan:
         cfg = self.cfg
         donor = cfg.base_model or cfg.referenced()[0]
-        slices = cfg.as_slices(num_layers_of(self.readers[donor]))
+        layers = num_layers_of(self.readers[donor])
+        if cfg.slices is None and layers < 1:
+            raise EvoMergeError(f"model {donor}: no layers found (no num_hidden_layers in its config.json "
+                                "and no tensor named like model.layers.N.*)")
+        slices = cfg.as_slices(layers)
         self._check_names(slices)
         tasks: list[TensorTask] = []
         first = self.readers[slices[0].sources[0].model]
@@ -150,10 +165,8 @@ class Planner:
         base_model = self._base_of(sl)
         base = next(((m, n) for m, n in inputs if m == base_model), None)
         if base is None and base_model is not None and self.method.base != "none":
-            name = inputs[0][1]
-            if name not in self.readers[base_model].infos:
-                raise EvoMergeError(f"tensor {name} is missing from the base model {base_model}")
-            base = (base_model, name)
+            raise EvoMergeError(f"the base model {base_model} must be one of the slice's sources "
+                                "(mergekit reads the base from the sources)")
         if self.method.space == "delta" or self.method.base != "none":
             if base is None and (self.method.space == "delta" or self.method.base == "required"):
                 raise EvoMergeError(f"merge method {self.method.name!r} needs a base_model")

@@ -54,8 +54,15 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
     for name, meta in header.items():
         if meta.get("dtype") not in DTYPES:
             raise EvoMergeError(f"{path}: tensor {name} has unsupported dtype {meta.get('dtype')!r}")
-        begin, end = meta["data_offsets"]
-        out[name] = TensorInfo(path, DTYPES[meta["dtype"]], tuple(meta["shape"]), 8 + size + begin, end - begin)
+        try:
+            begin, end = meta["data_offsets"]
+            shape = tuple(int(d) for d in meta["shape"])
+        except (KeyError, TypeError, ValueError):
+            raise EvoMergeError(f"{path}: tensor {name} has a malformed header entry") from None
+        dtype = DTYPES[meta["dtype"]]
+        if end - begin != math.prod(shape) * torch.empty((), dtype=dtype).element_size() or begin < 0:
+            raise EvoMergeError(f"{path}: tensor {name}: its byte range does not match its shape and dtype")
+        out[name] = TensorInfo(path, dtype, shape, 8 + size + begin, end - begin)
     return out
 
 
@@ -153,11 +160,16 @@ class ShardedWriter:
         self.total += data.numel()
         self._next += 1
 
+    def close(self) -> None:
+        """Close the shard being written (after an error; ``finish`` closes it otherwise)."""
+        if self._fh:
+            self._fh.close()
+            self._fh = None
+
     def finish(self) -> None:
         if self._next != len(self.expected):
             raise EvoMergeError(f"internal: {self._next} of {len(self.expected)} tensors written")
-        if self._fh:
-            self._fh.close()
+        self.close()
         if len(self.files) > 1:
             index = {"metadata": {"total_size": self.total},
                      "weight_map": {name: self.files[i] for name, _, _, i in self.expected}}
