@@ -14,12 +14,9 @@ from safetensors.torch import load_file
 from evo_merge.errors import EvoMergeError
 
 
-def load_safetensors_dir(path: Path, prefix: str | None = None) -> dict[str, torch.Tensor]:
-    """All tensors of the ``*.safetensors`` files in ``path`` (shards merged).
-
-    ``prefix`` keeps only files whose name starts with it (``adapter_model`` for PEFT).
-    A folder with only pickle checkpoints (``*.bin``, ``*.pt``) is refused.
-    """
+def safetensors_files(path: Path, prefix: str | None = None) -> list[Path]:
+    """The ``*.safetensors`` files of a model directory (those starting with ``prefix``, if given);
+    a missing directory, or one with only pickle checkpoints (``*.bin``, ``*.pt``), is refused."""
     path = Path(path)
     if not path.is_dir():
         raise EvoMergeError(f"model directory not found: {path}")
@@ -28,6 +25,17 @@ def load_safetensors_dir(path: Path, prefix: str | None = None) -> dict[str, tor
         pickles = [f.name for f in path.iterdir() if f.suffix in {".bin", ".pt", ".pth", ".ckpt"}]
         hint = f" (found {pickles[0]}: pickle checkpoints are not loaded; convert to safetensors)" if pickles else ""
         raise EvoMergeError(f"no safetensors weights in {path}{hint}")
+    return files
+
+
+def load_safetensors_dir(path: Path, prefix: str | None = None) -> dict[str, torch.Tensor]:
+    """All tensors of the ``*.safetensors`` files in ``path`` (shards merged).
+
+    ``prefix`` keeps only files whose name starts with it (``adapter_model`` for PEFT).
+    A folder with only pickle checkpoints (``*.bin``, ``*.pt``) is refused.
+    """
+    path = Path(path)
+    files = safetensors_files(path, prefix)
     tensors: dict[str, torch.Tensor] = {}
     for f in files:
         try:

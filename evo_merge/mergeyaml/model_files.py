@@ -25,7 +25,7 @@ def write_config(out: Path, cfg: MergeYaml, plan: MergePlan, paths: dict[str, Pa
     if not src.is_file():
         raise EvoMergeError(f"model {plan.donor}: no config.json in {paths[plan.donor]}")
     data = read_json(src)
-    target = data.get("text_config", data) if "text_config" in data else data
+    target = data.get("text_config", data)
     if cfg.slices is not None:
         old = target.get("num_hidden_layers")
         target["num_hidden_layers"] = plan.num_layers

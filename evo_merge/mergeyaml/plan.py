@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from evo_merge.mergeyaml.tensor_files import TensorReader
 
 LAYER = re.compile(r"^(?P<pre>(?:.*\.)?(?:layers|h|blocks|block))\.(?P<idx>\d+)\.(?P<rest>.+)$")
 PRE = ("embed", "wte", "wpe")
-DTYPE = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 
 @dataclass
@@ -46,10 +45,12 @@ class TensorTask:
 @dataclass
 class MergePlan:
     tasks: list[TensorTask]
-    num_layers: int
     layer_sources: list[tuple[str, int]]  # per output layer: (model, its layer index)
     donor: str  # the model whose config.json the output starts from
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_sources)
 
 
 def per_model_names(method: MergeMethod) -> set[str]:
@@ -123,7 +124,7 @@ class Planner:
             self._add(tasks, n, [(s.model, n) for s in slices[-1].sources], slices[-1], 0.0)
         if not tasks:
             raise EvoMergeError("the merge has no tensors to write")
-        return MergePlan(tasks, out_layer, layer_sources, donor)
+        return MergePlan(tasks, layer_sources, donor)
 
     def _layer_names(self, model: str, index: int) -> list[tuple[str, str]]:
         found = [(m["pre"], m["rest"]) for n in self.readers[model].infos
@@ -158,7 +159,7 @@ class Planner:
                 raise EvoMergeError(f"tensor {n}: shape {list(self.readers[m].infos[n].shape)} in {m}, "
                                     f"{list(info.shape)} in {inputs[0][0]}")
         want = self.cfg.out_dtype or self.cfg.dtype
-        dtype = DTYPE[want] if want and info.dtype.is_floating_point else info.dtype
+        dtype = getattr(torch, want) if want and info.dtype.is_floating_point else info.dtype  # (a schema Dtype)
         if not info.dtype.is_floating_point:
             tasks.append(TensorTask(out_name, inputs[:1], None, [1.0], {}, dtype, info.shape, copy=True))
             return

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from evo_merge.errors import EvoMergeError
+from evo_merge.weights_io import safetensors_files
 
 DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
@@ -70,11 +71,7 @@ class TensorReader:
     """The tensors of a model directory's ``*.safetensors`` files (or those starting with ``prefix``)."""
 
     def __init__(self, directory: Path, prefix: str | None = None):
-        files = sorted(f for f in Path(directory).glob("*.safetensors") if prefix is None or f.name.startswith(prefix))
-        if not files:
-            pickles = [f.name for f in Path(directory).iterdir() if f.suffix in {".bin", ".pt", ".pth", ".ckpt"}]
-            hint = f" (found {pickles[0]}: pickle checkpoints are not loaded; convert to safetensors)" if pickles else ""
-            raise EvoMergeError(f"no safetensors weights in {directory}{hint}")
+        files = safetensors_files(directory, prefix)
         self.directory = Path(directory)
         self.infos: dict[str, TensorInfo] = {}
         for f in files:
