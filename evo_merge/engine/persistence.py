@@ -77,8 +77,8 @@ class Persistence:
             inputs, velocities = state.job_inputs(rec.recipe)
             entry = RebuildEntry(rec.recipe, inputs, velocities, rec.weights, rec.velocity)
             out[rec.weights] = entry
-            if rec.velocity:
-                out[rec.velocity] = entry
+            if rec.velocity and self._who(rec.velocity) == ind:  # only the individual that made it: an
+                out[rec.velocity] = entry  # inherited velocity (a mutant's is its parent's) is its maker's
             todo.extend(h for h in (*inputs.values(), *velocities.values()) if h not in out and not self.stored(h))
         return out
 

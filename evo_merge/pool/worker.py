@@ -84,12 +84,35 @@ class Worker:
                                 "put the run directory on storage shared by every node")
         return self.node
 
+    def _ready(self, digest: str, rebuild: dict[str, RebuildEntry]) -> bool:
+        return self.cache.has(digest) or digest not in rebuild or self.weights.has(digest)
+
     def fetch(self, digest: str, rebuild: dict[str, RebuildEntry]) -> Genome:
         """A genome by hash: from the cache, the weight store, or rebuilt from the recipe the job
-        gives for it (recursively; checked against the hash). Rebuilding is deterministic on one
-        device, so a worker that did not build an unwritten individual makes the same bits."""
-        if self.cache.has(digest) or digest not in rebuild or self.weights.has(digest):
+        gives for it (checked against the hash). Rebuilding is deterministic on one device, so a
+        worker that did not build an unwritten individual makes the same bits. Missing ancestors
+        are built oldest first (an explicit stack, not recursion: a lineage can be thousands deep)."""
+        if self._ready(digest, rebuild):
             return self.cache.get(digest)
+        order, seen, stack = [], set(), [(digest, False)]
+        while stack:
+            d, expanded = stack.pop()
+            if expanded:
+                order.append(d)
+            elif d not in seen and not self._ready(d, rebuild):
+                seen.add(d)
+                stack.append((d, True))
+                entry = rebuild[d]
+                stack.extend((x, False) for x in (*entry.inputs.values(), *entry.velocities.values()))
+        made = None
+        for d in order:
+            if not self._ready(d, rebuild):
+                genome = self._rebuild(d, rebuild)
+                made = genome if d == digest else made
+        return made if made is not None else self.cache.get(digest)  # (a genome larger than the cache)
+
+    def _rebuild(self, digest: str, rebuild: dict[str, RebuildEntry]) -> Genome:
+        """One individual from its recipe (its parents fetched), put in the cache."""
         entry = rebuild[digest]
         built = build(entry.recipe, lambda i: self.fetch(entry.inputs[i], rebuild),
                       lambda i: self.fetch(entry.velocities[i], rebuild) if i in entry.velocities else None)
