@@ -48,7 +48,7 @@ def check_search(search: SearchConfig, layout: GenomeLayout | None = None) -> No
 
 
 def check_racing(tasks: list[tuple[Task, float]]) -> None:
-    """Racing's confidence bound needs per-example scores in [0, 1]."""
+    """Racing's Hoeffding bound needs per-example scores in [0, 1]."""
     from evo_merge.fitness.metrics import METRICS
 
     for task, _ in tasks:
@@ -56,8 +56,8 @@ def check_racing(tasks: list[tuple[Task, float]]) -> None:
         if task.spec.lm_eval is not None:
             continue  # per-document metrics of lm-eval tasks (acc, exact_match) are in [0, 1]
         if ":" in metric or not getattr(METRICS.get(metric), "bounded", False):
-            raise EvoMergeError(f"evolution.racing needs metrics with scores in [0, 1]; task {task.name} uses "
-                                f"{metric!r}")
+            raise EvoMergeError("evolution.racing rule hoeffding needs metrics with scores in [0, 1]; task "
+                                f"{task.name} uses {metric!r}")
 
 
 def check_device(cfg: RunConfig) -> None:

@@ -100,13 +100,23 @@ class EvolutionSearchConfig(SearchConfig):
 
 
 class RacingConfig(_Strict):
-    """Score offspring on a part of the fitness set first, on more only while they can still
-    enter the survivors (``engine/racing.py``)."""
+    """Score offspring on a part of the fitness set first, on more only while the rule lets
+    them go on (``evo_merge/racing.py``)."""
 
     enabled: bool = False
     stages: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0], min_length=1,
                                 description="cumulative fractions of each task's fitness rows, ending at 1")
-    delta: float = Field(0.05, gt=0, lt=1, description="the Hoeffding bound's failure probability")
+    rule: Literal["halving", "estimate", "hoeffding"] = Field(
+        "halving", description="halving: the fittest keep share of those still racing go on after each stage; "
+        "estimate: those whose score on the rows so far reaches the weakest survivor's on the same rows, less "
+        "margin; hoeffding: those a confidence bound says can still reach it")
+    keep: float = Field(0.5, gt=0, le=1, description="rule halving: share that goes on after each stage")
+    margin: float = Field(0.0, ge=0, le=1, description="rule estimate: how far below the cut an offspring may "
+                          "score and still go on")
+    delta: float = Field(0.05, gt=0, lt=1, description="rule hoeffding: the bound's failure probability")
+    search: Literal["race", "first_stage", "full"] = Field(
+        "first_stage", description="coefficient-search candidates: race against the search's best, scored on "
+        "the first stage only (the search result on every row), or on every row")
 
     @model_validator(mode="after")
     def _increasing(self) -> "RacingConfig":

@@ -58,7 +58,7 @@ def prepare(cfg: RunConfig) -> Prepared:
     members = population.load_genomes(cfg.lora.mode, cfg.lora.max_rank)
     tasks = [(load_task(t.spec, t.overrides), t.weight) for t in cfg.tasks]
     heldout = [(load_task(t.spec, t.overrides), t.weight) for t in cfg.heldout_tasks]
-    if cfg.evolution.racing.enabled:
+    if cfg.evolution.racing.enabled and cfg.evolution.racing.rule == "hoeffding":
         check_racing(tasks)
     names = [t.name for t, _ in tasks + heldout]
     if len(set(names)) != len(names):

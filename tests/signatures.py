@@ -7,12 +7,14 @@ from pathlib import Path
 
 QUERIES = {
     "individuals": "SELECT id, generation, operator, name, parents, method, coefficients, params, seed, weights, "
-                   "velocity, personal_best, fitness, task_scores, test_score FROM individuals ORDER BY id",
+                   "velocity, personal_best, fitness, task_scores, fitness_rows, partial, test_score FROM individuals "
+                   "ORDER BY id",
     "population": "SELECT generation, id FROM population ORDER BY generation, id",
     "generations": "SELECT generation, best, mean, std, offspring FROM generations ORDER BY generation",
     "results": "SELECT name, fitness, test_score, detail FROM results ORDER BY name",
     "searches": "SELECT id, generation, parents, seed, status, best_candidate, result FROM searches ORDER BY id",
-    "candidates": "SELECT search, idx, value, told, objective, fitness FROM search_candidates ORDER BY search, idx",
+    "candidates": "SELECT search, idx, value, told, objective, fitness, rows FROM search_candidates "
+                  "ORDER BY search, idx",
 }
 
 

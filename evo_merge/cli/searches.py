@@ -53,7 +53,8 @@ def candidates(run_dir: Path = typer.Argument(..., help="run directory"),
                top: int = typer.Option(0, help="show only the N best (0: all, in tell order)"),
                format: str = typer.Option("table", "--format", help="table|json|csv (one record per candidate)")
                ) -> None:
-    """Every candidate a coefficient search evaluated: coefficients, parameters, objective, fitness."""
+    """Every candidate a coefficient search evaluated: coefficients, parameters, objective, fitness
+    (and the fitness rows it rests on where racing stopped it)."""
     from evo_merge.store import RunStore
 
     fmt = check_format(format, ("table", "json", "csv"))
@@ -70,7 +71,8 @@ def candidates(run_dir: Path = typer.Argument(..., help="run directory"),
         rows = rows[:top] if top else rows
         if fmt != "table":
             emit([{"search": chosen["id"], "idx": r["idx"], "told": r["told"], "objective": r["objective"],
-                   "fitness": r["fitness"], "loss": r.get("loss"), "coefficients": r["value"]["coefficients"],
+                   "fitness": r["fitness"], "fitness_rows": r["rows"], "loss": r.get("loss"),
+                   "coefficients": r["value"]["coefficients"],
                    **{f"param_{k}": v for k, v in r["value"]["params"].items()}, "worker": r.get("worker")}
                   for r in rows], fmt)
             return
@@ -81,7 +83,8 @@ def candidates(run_dir: Path = typer.Argument(..., help="run directory"),
             table.add_column(col)
         for r in rows:
             v = r["value"]
-            table.add_row(str(r["idx"]), str(r["told"]), f"{r['objective']:.4f}", f"{r['fitness']:.4f}",
+            rows_note = "" if r["rows"] is None else f" ({r['rows']} rows)"  # racing stopped it there
+            table.add_row(str(r["idx"]), str(r["told"]), f"{r['objective']:.4f}", f"{r['fitness']:.4f}{rows_note}",
                           " ".join(f"{c:+.2f}" for c in v["coefficients"]),
                           ", ".join(f"{k}={x:.3g}" for k, x in v["params"].items()))
         console.print(table)

@@ -23,7 +23,7 @@ def generation(engine: Engine, g: int, population: list[int]) -> list[int]:
     population, immigrants, boost, events = _unstall(engine, g, population)
     recipes = engine.planner.offspring(population, boost)
     if engine.evo.racing.enabled:
-        cut = float(engine.state.fitness(population).min())
+        cut = engine.state.ranked(population)[-1]  # the weakest survivor
         children = immigrants + race(engine, "offspring", g, recipes, cut)
     else:
         children = immigrants + engine.execute("offspring", g, recipes)

@@ -1,98 +1,63 @@
-"""Racing: an offspring is scored on a part of the fitness set first, and on more of it only
-while it can still enter the survivors (successive halving with a Hoeffding bound, as irace
-and ASHA race configurations).
+"""Racing offspring (``evolution.racing``): each generation's offspring are scored on the
+first stage of the fitness rows, and on each further stage only while the rule lets them
+go on (``evo_merge/racing.py``): ``halving`` keeps the fittest ``keep`` share of those
+still racing, ``estimate`` and ``hoeffding`` those that can still reach the cut, the
+weakest individual of the current population.
 
-Stages are fractions of every task's fitness rows (default a quarter, a half, all). After a
-stage, an offspring goes on if an optimistic estimate of its whole-set fitness (the rows
-scored, plus the rest at the upper confidence bound of its rate so far) reaches the cut:
-the fitness of the weakest individual of the current population. Those that stop are
-recorded with their partial fitness and the number of rows it rests on, and take no part
-in selection; the survivors are always scored on the whole fitness set. The decisions
-depend only on scores, so runs stay deterministic and resumable.
+Those that stop are recorded with their partial fitness and the number of rows it rests
+on, and take no part in selection; the others end with a score on the whole fitness set.
+The decisions depend only on scores, so runs stay deterministic and resumable.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
-
 from evo_merge.engine.core import Engine
-from evo_merge.fitness.evaluator import Evaluation
 from evo_merge.operators.recipe import Recipe
 from evo_merge.pool.executor import run_all
-from evo_merge.pool.jobs import Job, JobResult
+from evo_merge.pool.jobs import Job
+from evo_merge.racing import Partial, Racer
 
 
-def stage_split(lo: float, hi: float) -> str:
-    return "fitness" if (lo, hi) == (0.0, 1.0) else f"fitness[{lo:g}:{hi:g}]"
+def racer_of(engine: Engine) -> Racer:
+    """The run's racing configuration over the engine's fitness tasks."""
+    total = sum(w for _, w in engine.task_weights)
+    return Racer(engine.evo.racing, {t.name: w / total for t, w in engine.task_weights},
+                 {t.name: len(t.fitness) for t in engine.tasks})
 
 
-@dataclass
-class _Entry:
-    recipe: Recipe
-    first: JobResult
-    examples: dict[str, list[np.ndarray]]
-    seconds: float
-
-    def add(self, ev: Evaluation) -> None:
-        for name, scores in ev.example_scores.items():
-            self.examples.setdefault(name, []).append(np.asarray(scores, dtype=float))
-        self.seconds += ev.seconds
-
-    def scored(self) -> dict[str, np.ndarray]:
-        return {name: np.concatenate(parts) for name, parts in self.examples.items()}
-
-
-def optimistic(entry: _Entry, weights: dict[str, float], totals: dict[str, int], delta: float) -> float:
-    """Upper estimate of the whole-set fitness: rows scored, the rest at the rate's UCB."""
-    value = 0.0
-    for name, scores in entry.scored().items():
-        n, total = len(scores), totals[name]
-        rate = min(1.0, float(scores.mean()) + math.sqrt(math.log(1 / delta) / (2 * n))) if n else 1.0
-        value += weights[name] * (float(scores.sum()) + rate * (total - n)) / total
-    return value
-
-
-def race(engine: Engine, phase: str, generation: int, recipes: Sequence[Recipe], cut: float) -> list[int]:
-    """Build, race and record offspring; returns the ids of those scored on the whole set."""
+def race(engine: Engine, phase: str, generation: int, recipes: Sequence[Recipe], cut_id: int) -> list[int]:
+    """Build, race and record offspring against the individual ``cut_id``; returns the ids of
+    those scored on the whole set."""
     if not recipes:
         return []
-    cfg = engine.evo.racing
-    bounds = [0.0, *cfg.stages]
+    racer = racer_of(engine)
+    splits = racer.splits()
+    cut = engine.state[cut_id]
     engine.hooks.phase(phase, len(recipes))
-    first = run_all(engine.executor, [engine.job(r, split=stage_split(bounds[0], bounds[1])) for r in recipes])
+    first = run_all(engine.executor, [engine.job(r, split=splits[0]) for r in recipes])
     entries = []
-    for recipe, res in zip(recipes, first):
-        entry = _Entry(recipe, res, {}, 0.0)
+    for res in first:
+        entry = Partial(res)
         entry.add(res.evaluation)
         entries.append(entry)
-    totals = {t.name: len(t.fitness) for t in engine.tasks}
-    weights = _weights(engine)
     active = list(range(len(entries)))
-    for lo, hi in zip(bounds[1:], bounds[2:]):
-        active = [i for i in active if optimistic(entries[i], weights, totals, cfg.delta) >= cut]
-        jobs = [Job(weights=entries[i].first.weights, split=stage_split(lo, hi)) for i in active]
+    for split in splits[1:]:
+        if racer.cfg.rule == "halving":  # the fittest share of those still racing (ties: the earlier)
+            ranked = sorted(active, key=lambda i: (-racer.fitness(entries[i].scored()), i))
+            active = sorted(ranked[:max(1, math.ceil(racer.cfg.keep * len(ranked)))])
+        else:
+            active = [i for i in active if racer.goes_on(entries[i], cut.fitness, cut.examples)]
+        jobs = [Job(weights=entries[i].first.weights, split=split) for i in active]
         for i, res in zip(active, run_all(engine.executor, jobs)):
             entries[i].add(res.evaluation)
     complete = []
-    for i, entry in enumerate(entries):
-        scored = entry.scored()
-        task_scores = {name: float(s.mean()) for name, s in scored.items()}
-        ev = Evaluation(float(sum(weights[n] * v for n, v in task_scores.items())), task_scores, scored, {},
-                        entry.seconds)
-        res = JobResult(entry.first.weights, entry.first.velocity, ev, entry.first.build_seconds,
-                        entry.first.worker, entry.first.node)
-        rows = sum(len(s) for s in scored.values())
-        ind = engine.record(generation, entry.recipe, res, rows=rows, eligible=rows == sum(totals.values()))
+    for recipe, entry in zip(recipes, entries):
+        full = racer.complete(entry)
+        ind = engine.record(generation, recipe, entry.result(racer.weights), rows=entry.rows(), eligible=full)
         engine.hooks.advance()
-        if rows == sum(totals.values()):
+        if full:
             complete.append(ind)
     return complete
-
-
-def _weights(engine: Engine) -> dict[str, float]:
-    total = sum(w for _, w in engine.task_weights)
-    return {t.name: w / total for t, w in engine.task_weights}

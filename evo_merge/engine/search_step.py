@@ -7,6 +7,7 @@ import time
 
 from evo_merge.config import SearchConfig
 from evo_merge.engine.core import Engine
+from evo_merge.engine.racing import racer_of
 from evo_merge.errors import EvoMergeError
 from evo_merge.merge.groups import tensor_groups
 from evo_merge.search import CoefficientSearch, CoefficientSpace
@@ -31,8 +32,10 @@ def search(engine: Engine, generation: int, candidates: list[int], cfg: SearchCo
     groups = tensor_groups(engine.layout.names, cfg.granularity, cfg.layer_groups, cfg.filters)
     space = CoefficientSpace(cfg, len(parents), groups, seed)
     engine.hooks.phase(f"search {cfg.optimizer}", cfg.budget)
+    racing = engine.evo.racing
     runner = CoefficientSearch(search_id, cfg, space, parents, {p: engine.state[p].weights for p in parents}, seed,
-                               db, engine.executor, engine.lora_mode, on_told=lambda n, best: engine.hooks.advance())
+                               db, engine.executor, engine.lora_mode, on_told=lambda n, best: engine.hooks.advance(),
+                               racer=racer_of(engine) if racing.enabled and racing.search != "full" else None)
     best = runner.run()
     child = engine.execute("search result", generation, [runner.recipe(best.candidate)])[0]
     db.finish_search(search_id, best.index, child)

@@ -18,6 +18,7 @@ import inspect
 import numpy as np
 import torch
 
+from evo_merge.fitness.last_layer import scored_positions_only
 from evo_merge.fitness.scoring import ContinuationScorer
 
 MIN_PREFIX = 8  # a shared prefix shorter than this is not worth a cache of its own
@@ -102,8 +103,9 @@ class CachedChoiceScorer:
         conts = [c for i in rows for _, c in self.groups[i]]
         longer = any(len(c) > 1 for c in conts)  # one-token choices need no continuation pass
         keep = torch.unique(lengths - 1)  # only the rows' last positions go through the LM head
-        out = model(input_ids=rest, attention_mask=mask, position_ids=pos, use_cache=longer, logits_to_keep=keep,
-                    **{arg: cache})
+        with scored_positions_only(model, lengths - 1):
+            out = model(input_ids=rest, attention_mask=mask, position_ids=pos, use_cache=longer, logits_to_keep=keep,
+                        **{arg: cache})
         at = torch.searchsorted(keep, lengths - 1)
         last = out.logits[torch.arange(len(rows)), at].float().log_softmax(-1)  # predicts token 0
         per_row = [len(self.groups[i]) for i in rows]

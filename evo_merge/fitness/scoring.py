@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from evo_merge.fitness.last_layer import scored_positions_only
+
 Pair = tuple[list[int], list[int]]
 
 
@@ -59,8 +61,9 @@ class _Scorer:
         total, count = np.zeros(self.n), np.zeros(self.n)
         is_greedy = np.zeros(self.n, dtype=bool) if greedy else None
         for b in self.batches:
-            logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids,
-                           logits_to_keep=b.keep, use_cache=False).logits
+            with scored_positions_only(model, b.keep):
+                logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids,
+                               logits_to_keep=b.keep, use_cache=False).logits
             self.extract(b, logits, total, count, is_greedy)
         return (total, count, is_greedy) if greedy else (total, count)
 

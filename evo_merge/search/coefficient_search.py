@@ -22,6 +22,7 @@ from evo_merge.config import SearchConfig
 from evo_merge.errors import EvoMergeError
 from evo_merge.operators.recipe import Recipe
 from evo_merge.pool.jobs import Job, JobResult
+from evo_merge.racing import Partial, Racer
 from evo_merge.search.space import Candidate, CoefficientSpace, make_optimizer
 from evo_merge.store.lineage import LineageDB
 
@@ -43,8 +44,14 @@ class CoefficientSearch:
 
     def __init__(self, search_id: int, cfg: SearchConfig, space: CoefficientSpace, parents: list[int],
                  digests: dict[int, str], seed: int, db: LineageDB, executor: Any, lora_mode: str | None,
-                 on_told: Callable[[int, float], None] | None = None):
+                 on_told: Callable[[int, float], None] | None = None, racer: Racer | None = None):
+        """``racer``: candidates race against the best candidate scored on every row (fitness
+        objective only)."""
         self.id, self.cfg, self.space, self.parents = search_id, cfg, space, parents
+        self.racer = racer if cfg.objective == "fitness" else None
+        self.splits = racer.splits() if self.racer else ["fitness"]
+        if self.racer and self.racer.cfg.search == "first_stage":
+            self.splits = self.splits[:1]
         self.digests, self.seed, self.db, self.executor, self.lora_mode = digests, seed, db, executor, lora_mode
         self.on_told = on_told or (lambda told, best: None)
 
@@ -59,9 +66,17 @@ class CoefficientSearch:
             params["lora_mode"] = self.lora_mode
         return Recipe("composition", list(self.parents), self.cfg.method, cand.coefficients, params, self.seed)
 
-    def _job(self, cand: Candidate) -> Job:
+    def _job(self, cand: Candidate, stage: int = 0) -> Job:
         return Job(recipe=self.recipe(cand), inputs={p: self.digests[p] for p in self.parents},
-                   persist=False, loss=self.cfg.objective == "loss")
+                   persist=False, loss=self.cfg.objective == "loss", split=self.splits[stage])
+
+    def _goes_on(self, scored: Partial) -> bool:
+        """Racing: a candidate goes on to more rows while it can still beat the best candidate
+        scored on every row (there is none yet: it goes on)."""
+        if self.racer is None or scored.stages == len(self.splits):
+            return False
+        full = [r["fitness"] for r in self.db.search_candidates(self.id) if r["told"] is not None and r["rows"] is None]
+        return not full or self.racer.goes_on(scored, max(full))
 
     def _objective(self, cand: Candidate, res: JobResult) -> float:
         ev = res.evaluation
@@ -105,31 +120,44 @@ class CoefficientSearch:
             top_up()
         n_told = len(told)
 
-        # evaluate the rest
+        # evaluate the rest (with racing, stage by stage: a candidate's next stage is decided
+        # at its turn to be told, so with tell_order 'ask' the decisions do not depend on timing)
         tickets: dict[int, int] = {}
-        finished: dict[int, JobResult] = {}
+        scored: dict[int, Partial] = {}
+        finished: dict[int, Partial] = {}
+
+        def submit(idx: int) -> None:
+            tickets[self.executor.submit(self._job(decoded[idx], scored[idx].stages if idx in scored else 0))] = idx
 
         def submit_pending() -> None:
             for idx in sorted(asked):
-                if idx not in tickets.values() and idx not in finished:
-                    tickets[self.executor.submit(self._job(decoded[idx]))] = idx
+                if idx not in tickets.values() and idx not in finished and idx not in scored:
+                    submit(idx)
 
         submit_pending()
         while asked:
             ticket, res = self.executor.next_done()
-            finished[tickets.pop(ticket)] = res
+            idx = tickets.pop(ticket)
+            scored.setdefault(idx, Partial(res)).add(res.evaluation)
+            finished[idx] = scored[idx]
             while finished:
                 idx = min(finished) if self.cfg.tell_order == "ask" else next(iter(finished))
                 if self.cfg.tell_order == "ask" and idx != min(asked):
                     break  # wait for the earliest asked candidate
-                res = finished.pop(idx)
+                part = finished.pop(idx)
+                if self._goes_on(part):
+                    submit(idx)
+                    continue
+                del scored[idx]
+                res = part.result(self.racer.weights) if self.racer and part.stages > 1 else part.first
+                rows = None if self.racer is None or self.racer.complete(part) else part.rows()
                 cand = decoded[idx]
                 objective = self._objective(cand, res)
                 opt.tell(asked.pop(idx), objective)
                 ev = res.evaluation
                 self.db.record_tell(self.id, idx, told=n_told, objective=objective, fitness=ev.score,
                                     loss=ev.loss, l1=self.space.penalty(cand), task_scores=ev.task_scores,
-                                    seconds=res.build_seconds + ev.seconds, worker=res.worker)
+                                    seconds=res.build_seconds + part.seconds, worker=res.worker, rows=rows)
                 n_told += 1
                 self.on_told(n_told, self._best_objective(self.db.search_candidates(self.id)))
                 top_up()
@@ -141,8 +169,9 @@ class CoefficientSearch:
         return min((r["objective"] for r in rows if r["objective"] is not None), default=float("inf"))
 
     def best(self) -> SearchBest:
-        """The evaluated candidate with the lowest objective (the earliest among equals)."""
-        rows = [r for r in self.db.search_candidates(self.id) if r["told"] is not None]
+        """The candidate scored on every row with the lowest objective (the earliest among equals)."""
+        told = [r for r in self.db.search_candidates(self.id) if r["told"] is not None]
+        rows = [r for r in told if r["rows"] is None] or told  # search: first_stage scores none on every row
         if not rows:
             raise EvoMergeError(f"search {self.id}: no candidate was evaluated")
         row = min(rows, key=lambda r: (r["objective"], r["idx"]))

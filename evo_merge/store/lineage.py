@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS search_candidates (
     task_scores TEXT,
     seconds REAL,
     worker TEXT,
+    rows INTEGER,
     PRIMARY KEY (search, idx)
 );
 """
@@ -131,6 +132,9 @@ class LineageDB(SearchLog):
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
+            columns = {r["name"] for r in self.conn.execute("PRAGMA table_info(search_candidates)")}
+            if "rows" not in columns:  # a store made before racing covered search candidates
+                self.conn.execute("ALTER TABLE search_candidates ADD COLUMN rows INTEGER")
 
     def close(self) -> None:
         self.conn.close()

@@ -45,14 +45,16 @@ class SearchLog:
                       (search_id, idx, json.dumps(value)))
 
     def record_tell(self, search_id: int, idx: int, *, told: int, objective: float, fitness: float,
-                    loss: float | None, l1: float, task_scores: dict[str, float], seconds: float, worker: str) -> None:
+                    loss: float | None, l1: float, task_scores: dict[str, float], seconds: float, worker: str,
+                    rows: int | None = None) -> None:
+        """``rows``: the fitness rows racing scored the candidate on, where it stopped it early."""
         with self.transaction() as c:  # type: ignore[attr-defined]
             c.execute("UPDATE search_candidates SET told = ?, objective = ?, fitness = ?, loss = ?, l1 = ?, "
-                      "task_scores = ?, seconds = ?, worker = ? WHERE search = ? AND idx = ?",
-                      (told, objective, fitness, loss, l1, json.dumps(task_scores), seconds, worker,
+                      "task_scores = ?, seconds = ?, worker = ?, rows = ? WHERE search = ? AND idx = ?",
+                      (told, objective, fitness, loss, l1, json.dumps(task_scores), seconds, worker, rows,
                        search_id, idx))
 
     def search_candidates(self, search_id: int) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM search_candidates WHERE search = ? ORDER BY idx", (search_id,))
-        return [{**dict(r), "value": json.loads(r["value"]),
+        return [{"rows": None, **dict(r), "value": json.loads(r["value"]),  # rows: absent in older stores
                  "task_scores": json.loads(r["task_scores"]) if r["task_scores"] else None} for r in rows]
