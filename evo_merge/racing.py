@@ -95,6 +95,13 @@ class Racer:
             value += self.weights[name] * (float(scores.sum()) + rate * (total - n)) / total
         return value
 
+    def next_stage(self, racing: dict[int, Partial], cut: float, cut_examples: np.ndarray | None) -> list[int]:
+        """Which of ``racing`` (offspring by index) go on to the next stage, in index order."""
+        if self.cfg.rule == "halving":  # the fittest share (ties: the earlier)
+            ranked = sorted(racing, key=lambda i: (-self.fitness(racing[i].scored()), i))
+            return sorted(ranked[:max(1, math.ceil(self.cfg.keep * len(ranked)))])
+        return [i for i in sorted(racing) if self.goes_on(racing[i], cut, cut_examples)]
+
     def goes_on(self, p: Partial, cut: float, cut_examples: np.ndarray | None = None) -> bool:
         """Whether ``p`` can still reach ``cut`` (a whole-set fitness). ``cut_examples``: the cut
         individual's per-row scores (tasks in name order), for the paired comparison."""

@@ -45,6 +45,14 @@ def test_estimate_rule_is_paired_with_the_cut_individual_on_the_same_rows():
     assert loose.goes_on(p, 0.0, cut)               # 0.5 >= 0.6875 - 0.2
 
 
+def test_halving_keeps_the_fittest_share_ties_to_the_earlier():
+    racer = Racer(RacingConfig(enabled=True, rule="halving", keep=0.5), {"t": 1.0}, {"t": 8})
+    racing = {0: partial(t=[1, 0]), 3: partial(t=[1, 1]), 5: partial(t=[0, 0]), 7: partial(t=[0, 1]),
+              9: partial(t=[1, 1])}
+    assert racer.next_stage(racing, 1.0, None) == [0, 3, 9]  # ceil(5 / 2) = 3: 3 and 9, then 0 before 7
+    assert racer.next_stage({5: racing[5]}, 0.0, None) == [5]  # one always goes on
+
+
 def test_stages_must_increase_and_end_at_one():
     with pytest.raises(ValueError, match="stages"):
         RacingConfig(stages=[0.5, 0.25, 1.0])

@@ -11,7 +11,6 @@ The decisions depend only on scores, so runs stay deterministic and resumable.
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 from evo_merge.engine.core import Engine
@@ -45,11 +44,7 @@ def race(engine: Engine, phase: str, generation: int, recipes: Sequence[Recipe],
         entries.append(entry)
     active = list(range(len(entries)))
     for split in splits[1:]:
-        if racer.cfg.rule == "halving":  # the fittest share of those still racing (ties: the earlier)
-            ranked = sorted(active, key=lambda i: (-racer.fitness(entries[i].scored()), i))
-            active = sorted(ranked[:max(1, math.ceil(racer.cfg.keep * len(ranked)))])
-        else:
-            active = [i for i in active if racer.goes_on(entries[i], cut.fitness, cut.examples)]
+        active = racer.next_stage({i: entries[i] for i in active}, cut.fitness, cut.examples)
         jobs = [Job(weights=entries[i].first.weights, split=split) for i in active]
         for i, res in zip(active, run_all(engine.executor, jobs)):
             entries[i].add(res.evaluation)
