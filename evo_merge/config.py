@@ -235,11 +235,13 @@ class RunConfig(_Strict):
                                "that register merge methods, operators or metrics")
 
     @model_validator(mode="after")
-    def _async_without_succession(self) -> "RunConfig":
+    def _async_limits(self) -> "RunConfig":
         if self.pool.mode == "async" and self.evolution.succession.enabled:
             raise ValueError("pool.mode 'async' does not run succession; set evolution.succession.enabled: false")
         if self.pool.mode == "async" and self.evolution.search is not None:
             raise ValueError("pool.mode 'async' does not run coefficient searches; remove evolution.search")
+        if self.pool.mode == "async" and self.evolution.racing.enabled:
+            raise ValueError("pool.mode 'async' does not race offspring; set evolution.racing.enabled: false")
         return self
 
 

@@ -239,6 +239,8 @@ STORE_CASES = {
                                                       tmp / "s"], "lower below upper"),
     "async with a search crossover": (lambda run, tmp: ["run", _search_cfg(run, tmp, evo_search=True), "--mode",
                                                         "async", "--out", tmp / "s"], "does not run coefficient"),
+    "async with racing": (lambda run, tmp: ["run", _search_cfg(run, tmp, racing=True), "--mode", "async", "--out",
+                                            tmp / "s"], "does not race offspring"),
     "bad answer regex": (lambda run, tmp: ["run", _task_cfg(run, tmp, metric="exact_match", answer_regex="(["),
                                            "--out", tmp / "s"], "not a valid regular expression"),
     "metric not importable": (lambda run, tmp: ["run", _task_cfg(run, tmp, metric="no_such_module:fn"), "--out",
@@ -246,13 +248,15 @@ STORE_CASES = {
 }
 
 
-def _search_cfg(run: Path, tmp: Path, evo_search: bool = False, **search) -> Path:
+def _search_cfg(run: Path, tmp: Path, evo_search: bool = False, racing: bool = False, **search) -> Path:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     cfg.pop("out")
     cfg["search"] = {**cfg.get("search", {}), **search}
     cfg["evolution"]["succession"]["enabled"] = False
     if evo_search:
         cfg["evolution"]["search"] = {"every": 1}
+    if racing:
+        cfg["evolution"]["racing"] = {"enabled": True}
     return write(tmp / "search.yaml", yaml.safe_dump(cfg))
 
 
