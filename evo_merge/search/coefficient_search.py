@@ -166,7 +166,9 @@ class CoefficientSearch:
 
     @staticmethod
     def _best_objective(rows: list[dict]) -> float:
-        return min((r["objective"] for r in rows if r["objective"] is not None), default=float("inf"))
+        """The best told objective, of candidates scored on every row where there are any."""
+        told = [r for r in rows if r["objective"] is not None]
+        return min((r["objective"] for r in [r for r in told if r["rows"] is None] or told), default=float("inf"))
 
     def best(self) -> SearchBest:
         """The candidate scored on every row with the lowest objective (the earliest among equals)."""
