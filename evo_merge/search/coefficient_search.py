@@ -167,16 +167,21 @@ class CoefficientSearch:
     @staticmethod
     def _best_objective(rows: list[dict]) -> float:
         """The best told objective, of candidates scored on every row where there are any."""
-        told = [r for r in rows if r["objective"] is not None]
-        return min((r["objective"] for r in [r for r in told if r["rows"] is None] or told), default=float("inf"))
+        return min((r["objective"] for r in _ranked_pool(rows)), default=float("inf"))
 
     def best(self) -> SearchBest:
         """The candidate scored on every row with the lowest objective (the earliest among equals)."""
-        told = [r for r in self.db.search_candidates(self.id) if r["told"] is not None]
-        rows = [r for r in told if r["rows"] is None] or told  # search: first_stage scores none on every row
+        rows = _ranked_pool(self.db.search_candidates(self.id))
         if not rows:
             raise EvoMergeError(f"search {self.id}: no candidate was evaluated")
         row = min(rows, key=lambda r: (r["objective"], r["idx"]))
         value = row["value"]
         return SearchBest(row["idx"], Candidate(value["coefficients"], value["params"]), row["objective"],
                           row["fitness"])
+
+
+def _ranked_pool(rows: list[dict]) -> list[dict]:
+    """The told candidates a search's best comes from: those scored on every row, or all of
+    them where racing scored none on every row (``search: first_stage``)."""
+    told = [r for r in rows if r["told"] is not None and r["objective"] is not None]
+    return [r for r in told if r["rows"] is None] or told
