@@ -242,3 +242,23 @@ def test_a_large_family_tree_is_cut_to_a_readable_png(big_lineage, tmp_path):
     assert height < 2000 and width < 4500, (width, height)
     small = to_png(family_tree(LineageDB(root / "lineage.sqlite", readonly=True), 9), tmp_path / "s.png")
     assert small.is_file()
+
+
+def test_the_metric_line_reads_the_runs_own_copy_of_each_task_spec(tmp_path):
+    """The results table says what the scores are from the spec the run scored (its copy in
+    ``inputs/``), not from the original path, which may since have changed."""
+    from types import SimpleNamespace
+
+    from evo_merge.report.results import run_metric_text
+
+    (tmp_path / "orig").mkdir()
+    (tmp_path / "orig" / "t.yaml").write_text("name: t\nmetric: neg_loss\n")  # edited after the run started
+    copy = tmp_path / "run" / "inputs" / "tasks" / "0"
+    copy.mkdir(parents=True)
+    (copy / "t.yaml").write_text("name: t\nmetric: exact_match\n")
+    (tmp_path / "run" / "inputs" / "manifest.json").write_text(json.dumps(
+        {"population": {"original": "p.yaml", "copy": "population.yaml"},
+         "tasks": [{"original": str(tmp_path / "orig" / "t.yaml"), "copy": "tasks/0/t.yaml", "self_contained": True}]}))
+    config = {"population": "p.yaml", "tasks": [{"spec": str(tmp_path / "orig" / "t.yaml")}], "heldout_tasks": []}
+    store = SimpleNamespace(root=tmp_path / "run", config=lambda: config)
+    assert run_metric_text(store) == "t (exact match: share of generated answers equal to the reference)"

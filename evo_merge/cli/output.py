@@ -75,23 +75,16 @@ def _num(x) -> str:
 
 def print_rows(outcome) -> None:
     """The held-out test table of a finished run; after an evolution run, the evolved best's composition."""
-    from evo_merge.report.results import metric_text, result_records
+    from evo_merge.report.results import result_records, run_metric_text
     from evo_merge.store import RunStore
 
     with RunStore.open(outcome.run_dir) as store:
         records = result_records(outcome.rows, store.lineage)
-        metric = metric_text(_config(store))
+        metric = run_metric_text(store)
     console.print(results_table(records, outcome.run_dir, metric))
     best = next((rec for rec in records if rec["name"] == "evolved best"), None)
     if best and best["ids"]:
         print_member_composition(outcome.run_dir, best["ids"][0], "evolved best")
-
-
-def _config(store) -> dict | None:
-    try:
-        return store.config()
-    except Exception:  # noqa: BLE001 - an old or partial run: the metric is then just "fitness score"
-        return None
 
 
 def print_member_composition(run_dir: Path | str, ind_id: int, what: str = "") -> None:

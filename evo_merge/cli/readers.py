@@ -115,7 +115,7 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
            ) -> None:
     """Per-generation fitness and the final table of a run."""
     from evo_merge.report.effects import mutation_effect
-    from evo_merge.report.results import metric_text, result_records
+    from evo_merge.report.results import result_records, run_metric_text
     from evo_merge.store import RunStore, weight_store_line
 
     fmt = check_format(format, TABLE_FORMATS)
@@ -145,10 +145,6 @@ def status(run_dir: Path = typer.Argument(..., help="run directory"),
                 console.print(f"generation {g['generation']}: stall ({event['stall']['reason']}): "
                               f"{', '.join(event['actions'])}")
         if records:
-            try:
-                config = store.config()
-            except EvoMergeError:
-                config = None
-            console.print(results_table(records, run_dir, metric_text(config)))
+            console.print(results_table(records, run_dir, run_metric_text(store)))
     finally:
         store.close()

@@ -41,6 +41,18 @@ def metric_text(config: dict | None) -> str:
     return ("weighted mean of " if len(parts) > 1 else "") + "; ".join(parts)
 
 
+def run_metric_text(store: Any) -> str:
+    """``metric_text`` of a run's stored config, its task specs read from the run's own copies
+    (``inputs/``) where it has them; "fitness score" when the config cannot be read."""
+    from evo_merge.errors import EvoMergeError
+    from evo_merge.run_inputs import redirect_config
+
+    try:
+        return metric_text(redirect_config(store.root, store.config()))
+    except EvoMergeError:  # an old or partial run
+        return metric_text(None)
+
+
 def _spec(task: dict) -> dict:
     """A task spec file's fields (with the entry's overrides); {} when it cannot be read."""
     try:
