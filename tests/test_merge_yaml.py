@@ -247,7 +247,8 @@ def _mergekit_ties(base, deltas, weights, density):
 
 def test_tie_order_mergekit_reproduces_mergekits_choice_among_tied_magnitudes(cli, tied, tmp_path):
     cfg = {"merge_method": "ties", "base_model": str(tied["base"]), "tie_order": "mergekit",
-           "models": [{"model": str(tied[m]), "parameters": {"weight": w}} for m, w in (("a", .6), ("b", .3), ("c", .4))],
+           "models": [{"model": str(tied[m]), "parameters": {"weight": w}}
+                      for m, w in (("a", .6), ("b", .3), ("c", .4))],
            "parameters": {"density": 0.5}}
     assert run(cli, tmp_path, cfg, out="mk")[0] == 0
     cfg["tie_order"] = "index"
@@ -284,3 +285,4 @@ def test_a_slice_base_outside_its_sources_is_refused(cli, models, tmp_path):
                                    {"model": str(models["b"]), "layer_range": [2, 4]}]}]}
     code, err = run(cli, tmp_path, cfg)
     assert code == 2 and "must be one of the slice's sources" in err and not (tmp_path / "out").exists()
+

@@ -1,7 +1,8 @@
 """The files of a merged model besides its weights: config.json, generation config, tokenizer.
 
 ``config.json`` is the base model's (else the first model's), with the layer count of a
-sliced merge and the output dtype. The tokenizer is copied from ``tokenizer_source``
+sliced merge and the output dtype, and untied embeddings when the output has a head of its
+own (a tied base merged with untied models). The tokenizer is copied from ``tokenizer_source``
 (``base``: the base model; or a named model), by default from the base or the first model,
 as mergekit does; ``chat_template`` is written into ``tokenizer_config.json``.
 """
@@ -13,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from evo_merge.errors import EvoMergeError
-from evo_merge.mergeyaml.plan import MergePlan, read_json
+from evo_merge.mergeyaml.plan import HEAD, MergePlan, read_json
 from evo_merge.mergeyaml.schema import MergeYaml
 
 TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer.model",
@@ -38,6 +39,10 @@ def write_config(out: Path, cfg: MergeYaml, plan: MergePlan, paths: dict[str, Pa
                     per_model[model] = other.get("text_config", other).get("layer_types") or types
             if all(i < len(per_model[m]) for m, i in plan.layer_sources):
                 target["layer_types"] = [per_model[m][i] for m, i in plan.layer_sources]
+    if any(t.name.split(".")[-2:] == HEAD.split(".") for t in plan.tasks):  # a head of its own
+        for node in {id(data): data, id(target): target}.values():
+            if node.get("tie_word_embeddings", True):
+                node["tie_word_embeddings"] = False
     dtype = cfg.out_dtype or cfg.dtype
     if dtype:
         for key in ("torch_dtype", "dtype"):

@@ -6,6 +6,10 @@ layers numbered in order); tensors outside the layers take their sources from th
 slice (embeddings: names with ``embed``, ``wte`` or ``wpe``) or the last (final norm, head),
 at t = 0, as mergekit does. Every parameter is resolved and validated here, before any
 output exists, so a bad config fails in one line without a half-written model.
+
+The output head (``lm_head.weight``) is optional, as in mergekit's architecture files: a
+model with tied embeddings has none, and stands in with its input embedding when others
+have one; when no model has one, the output has none either (tied).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from evo_merge.mergeyaml.tensor_files import TensorReader
 
 LAYER = re.compile(r"^(?P<pre>(?:.*\.)?(?:layers|h|blocks|block))\.(?P<idx>\d+)\.(?P<rest>.+)$")
 PRE = ("embed", "wte", "wpe")
+HEAD = "lm_head.weight"
+INPUT_EMBEDDING = ("embed_tokens.weight", "wte.weight")  # what a tied head is (mergekit's tied_names)
 
 
 @dataclass
@@ -102,10 +108,8 @@ class Planner:
         slices = cfg.as_slices(layers)
         self._check_names(slices)
         tasks: list[TensorTask] = []
-        first = self.readers[slices[0].sources[0].model]
-        others = [n for n in first.infos if not LAYER.match(n)]
-        pre = [n for n in others if any(p in n for p in PRE)]
-        post = [n for n in others if n not in pre]
+        pre = [n for n in self._names_outside_layers(slices[0]) if any(p in n for p in PRE)]
+        post = [n for n in self._names_outside_layers(slices[-1]) if not any(p in n for p in PRE)]
         for n in pre:
             self._add(tasks, n, [(s.model, n) for s in slices[0].sources], slices[0], 0.0)
         out_layer, layer_sources = 0, []
@@ -125,6 +129,20 @@ class Planner:
         if not tasks:
             raise EvoMergeError("the merge has no tensors to write")
         return MergePlan(tasks, layer_sources, donor)
+
+    def _names_outside_layers(self, sl: OutputSlice) -> list[str]:
+        """A slice's tensor names outside the layers: its first model's, then any only later ones have."""
+        names: dict[str, None] = {}
+        for src in sl.sources:
+            names.update((n, None) for n in self.readers[src.model].infos if not LAYER.match(n))
+        return list(names)
+
+    def _tied_input(self, model: str, name: str) -> tuple[str, str] | None:
+        """A model without its own head: its input embedding, which its head is tied to."""
+        if name.split(".")[-2:] != HEAD.split("."):
+            return None
+        found = [n for n in self.readers[model].infos if n.endswith(INPUT_EMBEDDING)]
+        return (model, found[0]) if len(found) == 1 else None
 
     def _layer_names(self, model: str, index: int) -> list[tuple[str, str]]:
         found = [(m["pre"], m["rest"]) for n in self.readers[model].infos
@@ -152,7 +170,9 @@ class Planner:
             return
         if len(present) != len(inputs):
             missing = sorted({m for m, n in inputs if n not in self.readers[m].infos})
-            raise EvoMergeError(f"tensor {inputs[0][1]} is missing from {', '.join(missing)}")
+            inputs = [(m, n) if n in self.readers[m].infos else self._tied_input(m, n) or (m, n) for m, n in inputs]
+            if any(n not in self.readers[m].infos for m, n in inputs):
+                raise EvoMergeError(f"tensor {present[0][1]} is missing from {', '.join(missing)}")
         info = self.readers[inputs[0][0]].infos[inputs[0][1]]
         for m, n in inputs[1:]:
             if self.readers[m].infos[n].shape != info.shape:
