@@ -131,10 +131,11 @@ class Planner:
         return MergePlan(tasks, layer_sources, donor)
 
     def _names_outside_layers(self, sl: OutputSlice) -> list[str]:
-        """A slice's tensor names outside the layers: its first model's, then any only later ones have."""
-        names: dict[str, None] = {}
-        for src in sl.sources:
-            names.update((n, None) for n in self.readers[src.model].infos if not LAYER.match(n))
+        """A slice's tensor names outside the layers: its first model's, and the head where only
+        later ones have it (the first one's is tied)."""
+        names = {n: None for n in self.readers[sl.sources[0].model].infos if not LAYER.match(n)}
+        for src in sl.sources[1:]:
+            names.update((n, None) for n in self.readers[src.model].infos if n.split(".")[-2:] == HEAD.split("."))
         return list(names)
 
     def _tied_input(self, model: str, name: str) -> tuple[str, str] | None:
