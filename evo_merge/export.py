@@ -11,11 +11,7 @@ temporary sibling directory that is renamed into place only when complete.
 
 from __future__ import annotations
 
-import glob
 import json
-import os
-import shutil
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +19,7 @@ from typing import Any
 import torch
 import yaml
 
+from evo_merge.atomic_dir import atomic_dir
 from evo_merge.errors import EvoMergeError
 from evo_merge.genome import Genome
 from evo_merge.operators.base import operator
@@ -73,11 +70,7 @@ def export_individual(run_dir: Path, ind_id: int | None, out: Path, merge_lora: 
     kmerge, note = mergekit_config(ind, [by_id[p] for p in ind.parents if p in by_id], population,
                                    _dtype_name(genome.layout.dtype))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_tmp(out)
-    tmp = out.parent / f".{out.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-    tmp.mkdir()  # (not mkdtemp: the result should get the usual permissions, not 0700)
-    try:
+    def build(tmp: Path) -> str:
         if genome.layout.kind == "delta":
             fmt = "model"
             _write_full_model(population, genome, tmp, trust_remote_code)
@@ -95,15 +88,9 @@ def export_individual(run_dir: Path, ind_id: int | None, out: Path, merge_lora: 
         (tmp / INDIVIDUAL_FILE).write_text(json.dumps(info, indent=2) + "\n")
         if kmerge is not None:
             (tmp / MERGEKIT_FILE).write_text(kmerge)
-        try:
-            if out.exists():
-                out.rmdir()  # empty (checked above); a file written there meanwhile makes this fail
-            os.replace(tmp, out)
-        except OSError as exc:
-            raise EvoMergeError(f"cannot move the export into {out}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        return fmt
+
+    fmt = atomic_dir(out, build)
     return ExportResult(out, ind, chosen_by, fmt, sorted(p.name for p in out.iterdir()),
                         out / MERGEKIT_FILE if kmerge else None, note)
 
@@ -220,20 +207,6 @@ def _write_adapter(population: Population, genome: Genome, out: Path, trust_remo
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def _remove_stale_tmp(out: Path) -> None:
-    """Remove the temporary directories of exports to ``out`` whose process died (killed mid-write)."""
-    for tmp in out.parent.glob(f".{glob.escape(out.name)}-*-*.tmp"):
-        pid = tmp.name[len(out.name) + 2:].split("-", 1)[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's
-
-
 def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EvoMergeError(f"output directory {out} already exists and is not empty")

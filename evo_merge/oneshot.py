@@ -10,12 +10,10 @@ directory appears atomically: a failure leaves nothing behind.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from evo_merge.atomic_dir import atomic_dir
 from evo_merge.errors import EvoMergeError
 from evo_merge.merge import get_merge_method
 from evo_merge.mergeyaml.schema import MergeYaml
@@ -63,7 +61,7 @@ def merge_from_config(config_path: Path, out: Path, *, device: str = "cpu",
         from evo_merge.merge.sparsify import tie_order
 
         with tie_order(cfg.tie_order):
-            _atomic_dir(out, lambda tmp: merge_adapters(cfg, method, paths, adapters, tmp))
+            atomic_dir(out, lambda tmp: merge_adapters(cfg, method, paths, adapters, tmp))
         return
 
     from evo_merge.mergeyaml.execute import run_plan
@@ -81,24 +79,8 @@ def merge_from_config(config_path: Path, out: Path, *, device: str = "cpu",
             write_config(tmp, cfg, plan, paths)
             write_tokenizer(tmp, cfg, paths)
 
-        _atomic_dir(out, build)
+        atomic_dir(out, build)
     finally:
         for r in readers.values():
             r.close()
 
-
-def _atomic_dir(out: Path, build: Callable[[Path], None]) -> None:
-    """Have ``build`` fill a temporary directory beside ``out``, then rename it to ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; the result gets the usual permissions
-    try:
-        build(tmp)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
