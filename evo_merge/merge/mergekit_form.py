@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from evo_merge.merge.registry import get_merge_method
+
 MERGEKIT_METHODS = ("linear", "task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs",
                     "breadcrumbs_ties", "della", "della_linear", "sce", "slerp", "task_slerp", "nuslerp",
                     "multislerp", "nearswap", "arcee_fusion", "passthrough", "model_stock")
 FAMILY = ("task_arithmetic", "ties", "dare_ties", "dare_linear", "breadcrumbs", "breadcrumbs_ties", "della",
           "della_linear")
-_PER_MODEL = ("density", "gamma", "epsilon")
 Form = tuple[dict[str, Any] | None, str | None]
 
 
@@ -24,7 +25,8 @@ def _value(v: Any, i: int) -> float:
 
 
 def _family(method: str, p: dict[str, Any], paths: Sequence[str], base: str, coeffs: Sequence[float]) -> Form:
-    models = [{"model": path, "parameters": {"weight": float(w), **{k: _value(p[k], i) for k in _PER_MODEL if k in p}}}
+    per_model = get_merge_method(method).per_model  # density; gamma (breadcrumbs); epsilon (della)
+    models = [{"model": path, "parameters": {"weight": float(w), **{k: _value(p[k], i) for k in per_model if k in p}}}
               for i, (path, w) in enumerate(zip(paths, coeffs))]
     glob: dict[str, Any] = {"normalize": bool(p.get("normalize", False))}
     if float(p.get("lambda_", 1.0)) != 1.0:

@@ -120,6 +120,12 @@ class MergeMethod:
     def defaults(self) -> dict[str, Any]:
         return self.entry.validate({}, f"merge method {self.name!r}")
 
+    @property
+    def per_model(self) -> set[str]:
+        """The parameters that may differ per model (annotated ``X | list[X]``), by their YAML names."""
+        return {f.alias or name for name, f in self.entry.params.model_fields.items()
+                if "list[" in str(f.annotation) or "List[" in str(f.annotation)}
+
     def resolve_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Defaults overlaid with ``params``, validated; unknown names and bad values raise one line."""
         return self.entry.validate(params, f"merge method {self.name!r}")
@@ -144,7 +150,8 @@ class MergeMethod:
         return self.fn(tensors, weights, generator=generator, **extra, **self.resolve_params(params))
 
 
-MERGE_METHODS: Registry[MergeMethod] = Registry("merge method", builtins="evo_merge.merge.methods", skip=("generator", "base"))
+MERGE_METHODS: Registry[MergeMethod] = Registry("merge method", builtins="evo_merge.merge.methods",
+                                                skip=("generator", "base"))
 
 
 def merge_method(name: str, *, elementwise: bool = False, min_parents: int = 1, max_parents: int | None = None,

@@ -59,15 +59,6 @@ class MergePlan:
         return len(self.layer_sources)
 
 
-def per_model_names(method: MergeMethod) -> set[str]:
-    """The method's parameters that may differ per model (annotated ``X | list[X]``)."""
-    names = set()
-    for name, f in method.entry.params.model_fields.items():
-        if "list[" in str(f.annotation) or "List[" in str(f.annotation):
-            names.add(f.alias or name)
-    return names
-
-
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; an unreadable or malformed file is one line naming it."""
     try:
@@ -94,7 +85,7 @@ def num_layers_of(reader: TensorReader) -> int:
 class Planner:
     def __init__(self, cfg: MergeYaml, method: MergeMethod, readers: dict[str, TensorReader]):
         self.cfg, self.method, self.readers = cfg, method, readers
-        self.per_model = per_model_names(method) | {"weight"}
+        self.per_model = method.per_model | {"weight"}
         self.shared = {f.alias or n for n, f in method.entry.params.model_fields.items()} - self.per_model
         self._validated: dict[str, dict[str, Any]] = {}
 
