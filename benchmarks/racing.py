@@ -2,10 +2,13 @@
 and the held-out test score of the evolved best.
 
     python benchmarks/racing.py                 # 6 seeds, 4 scorings, 3 targets: about 20 min
+    python benchmarks/racing.py --seeds 0,1,2,3,4,5,6,7,8,9,10,11 \
+        --variants full,offspring-only,search-only,two-stage   # where racing's rows and points go
 
 configs/demo.yaml (local pool) on targets A, B and C, each seed with full scoring and with
-each racing rule (``VARIANTS``). Rows scored = every individual's fitness rows (all of
-them, or where racing stopped it) plus every search candidate's.
+each racing setting (``VARIANTS``; the first named is the reference). Rows scored = every
+individual's fitness rows (all of them, or where racing stopped it) plus every search
+candidate's.
 """
 
 from __future__ import annotations
@@ -32,10 +35,16 @@ def rows_scored(run_dir: Path, per_individual: int) -> int:
     return inds + told
 
 
-VARIANTS = {"full": None,
-            "hoeffding": "rule=hoeffding,search=race",
-            "estimate": "rule=estimate,search=race",
-            "halving": "rule=halving,search=first_stage"}
+VARIANTS: dict[str, dict | None] = {
+    "full": None,
+    "hoeffding": {"rule": "hoeffding", "search": "race"},
+    "estimate": {"rule": "estimate", "search": "race"},
+    "halving": {"rule": "halving", "search": "first_stage"},
+    # where the rows are saved: offspring only, search candidates only, and two stages
+    "offspring-only": {"rule": "halving", "search": "full"},
+    "search-only": {"rule": "halving", "keep": 1.0, "search": "first_stage"},
+    "two-stage": {"rule": "halving", "stages": [0.25, 1.0], "keep": 0.4, "search": "first_stage"},
+}
 
 
 def main() -> None:
@@ -52,8 +61,7 @@ def main() -> None:
         for target in args.targets.split(","):
             for variant in variants:
                 racing = VARIANTS[variant]
-                pairs = (kv.split("=") for kv in (racing or "").split(",") if kv)
-                settings = {f"evolution.racing.{k}": v for k, v in pairs}
+                settings = {f"evolution.racing.{k}": v for k, v in (racing or {}).items()}
                 prepared = None
                 for seed in seeds:
                     out = Path(tmp) / f"{target}-{variant}-{seed}"
@@ -69,17 +77,19 @@ def main() -> None:
                     print(f"hard-{target} {variant} seed {seed}: test {rows['evolved best']['test']:.3f}, "
                           f"{scored:,} rows", flush=True)
                     shutil.rmtree(out)
-    print(f"\n| target | scoring | held-out test (mean ± std, {len(seeds)} seeds) | vs {variants[0]} | "
-          f"rows scored per run | fewer than {variants[0]} |")
+    print(f"\n| target | scoring | held-out test (mean ± std, {len(seeds)} seeds) | vs {variants[0]} (± its "
+          f"standard error, paired by seed) | rows scored per run | fewer than {variants[0]} |")
     print("|---|---|---|---|---|---|")
     for target in args.targets.split(","):
-        ref = table[(target, variants[0])]
+        ref = np.array([t for t, _ in table[(target, variants[0])]])
+        ref_rows = np.mean([r for _, r in table[(target, variants[0])]])
         for variant in variants:
             tests = np.array([t for t, _ in table[(target, variant)]])
             rows = np.mean([r for _, r in table[(target, variant)]])
+            diff = 100 * (tests - ref)
+            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
             print(f"| hard-{target} | {variant} | {tests.mean():.3f} ± {tests.std(ddof=1):.3f} | "
-                  f"{100 * (tests.mean() - np.mean([t for t, _ in ref])):+.1f} pts | {rows:,.0f} | "
-                  f"{np.mean([r for _, r in ref]) / rows:.2f} x |")
+                  f"{diff.mean():+.1f} pts (± {se:.1f}) | {rows:,.0f} | {ref_rows / rows:.2f} x |")
 
 
 if __name__ == "__main__":
