@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from evo_merge.errors import EvoMergeError
-from evo_merge.mergeyaml.plan import HEAD, MergePlan, read_json
+from evo_merge.mergeyaml.plan import MergePlan, read_json
 from evo_merge.mergeyaml.schema import MergeYaml
 
 TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json", "tokenizer.model",
@@ -39,10 +39,9 @@ def write_config(out: Path, cfg: MergeYaml, plan: MergePlan, paths: dict[str, Pa
                     per_model[model] = other.get("text_config", other).get("layer_types") or types
             if all(i < len(per_model[m]) for m, i in plan.layer_sources):
                 target["layer_types"] = [per_model[m][i] for m, i in plan.layer_sources]
-    if any(t.name.split(".")[-2:] == HEAD.split(".") for t in plan.tasks):  # a head of its own
+    if plan.untie:  # a head of its own, though the donor may have had its head tied
         for node in {id(data): data, id(target): target}.values():
-            if node.get("tie_word_embeddings", True):
-                node["tie_word_embeddings"] = False
+            node["tie_word_embeddings"] = False
     dtype = cfg.out_dtype or cfg.dtype
     if dtype:
         for key in ("torch_dtype", "dtype"):

@@ -53,6 +53,7 @@ class MergePlan:
     tasks: list[TensorTask]
     layer_sources: list[tuple[str, int]]  # per output layer: (model, its layer index)
     donor: str  # the model whose config.json the output starts from
+    untie: bool = False  # the output has a head of its own, merged with tied models' embeddings
 
     @property
     def num_layers(self) -> int:
@@ -88,6 +89,7 @@ class Planner:
         self.per_model = method.per_model | {"weight"}
         self.shared = {f.alias or n for n, f in method.entry.params.model_fields.items()} - self.per_model
         self._validated: dict[str, dict[str, Any]] = {}
+        self.untie = False
 
     def plan(self) -> MergePlan:
         cfg = self.cfg
@@ -119,7 +121,7 @@ class Planner:
             self._add(tasks, n, [(s.model, n) for s in slices[-1].sources], slices[-1], 0.0)
         if not tasks:
             raise EvoMergeError("the merge has no tensors to write")
-        return MergePlan(tasks, layer_sources, donor)
+        return MergePlan(tasks, layer_sources, donor, self.untie)
 
     def _names_outside_layers(self, sl: OutputSlice) -> list[str]:
         """A slice's tensor names outside the layers: its first model's, and the head where only
@@ -165,6 +167,7 @@ class Planner:
             inputs = [(m, n) if n in self.readers[m].infos else self._tied_input(m, n) or (m, n) for m, n in inputs]
             if any(n not in self.readers[m].infos for m, n in inputs):
                 raise EvoMergeError(f"tensor {present[0][1]} is missing from {', '.join(missing)}")
+            self.untie = True  # (only a head gets here)
         info = self.readers[inputs[0][0]].infos[inputs[0][1]]
         for m, n in inputs[1:]:
             if self.readers[m].infos[n].shape != info.shape:
