@@ -240,8 +240,9 @@ class RunConfig(_Strict):
             raise ValueError("pool.mode 'async' does not run succession; set evolution.succession.enabled: false")
         if self.pool.mode == "async" and self.evolution.search is not None:
             raise ValueError("pool.mode 'async' does not run coefficient searches; remove evolution.search")
-        if self.pool.mode == "async" and self.evolution.racing.enabled:
-            raise ValueError("pool.mode 'async' does not race offspring; set evolution.racing.enabled: false")
+        if self.pool.mode == "async" and self.evolution.racing.enabled and self.evolution.racing.rule == "halving":
+            raise ValueError("pool.mode 'async' races offspring one by one: set evolution.racing.rule to estimate "
+                             "or hoeffding (halving ranks a generation's offspring together)")
         return self
 
 

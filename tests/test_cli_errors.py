@@ -240,7 +240,7 @@ STORE_CASES = {
     "async with a search crossover": (lambda run, tmp: ["run", _search_cfg(run, tmp, evo_search=True), "--mode",
                                                         "async", "--out", tmp / "s"], "does not run coefficient"),
     "async with racing": (lambda run, tmp: ["run", _search_cfg(run, tmp, racing=True), "--mode", "async", "--out",
-                                            tmp / "s"], "does not race offspring"),
+                                            tmp / "s"], "races offspring one by one: set evolution.racing.rule"),
     "bad answer regex": (lambda run, tmp: ["run", _task_cfg(run, tmp, metric="exact_match", answer_regex="(["),
                                            "--out", tmp / "s"], "not a valid regular expression"),
     "metric not importable": (lambda run, tmp: ["run", _task_cfg(run, tmp, metric="no_such_module:fn"), "--out",

@@ -131,3 +131,34 @@ def test_candidates_show_the_rows_a_raced_out_candidate_rests_on(raced, cli):
     assert None in rows and any(isinstance(r, int) and r > 0 for r in rows)
     code, out, _ = cli("candidates", cfg.out, "--search", "1")
     assert code == 0 and " rows)" in out
+
+
+ASYNC = {**OVERRIDES, "pool.backend": "local", "pool.mode": "async", "evolution.generations": 10,
+         "evolution.population_size": 6, "evolution.succession.enabled": False, "evolution.search": None,
+         "evolution.racing": {"enabled": True, "rule": "estimate"}}
+
+
+@pytest.mark.parametrize("fraction", [0.4, 0.8])
+def test_async_racing_stops_offspring_that_cannot_reach_the_population_and_resumes(tmp_path, fraction):
+    """Steady-state mode races offspring one by one against the weakest individual at each stage's
+    end: some stop on part of the rows, none of them ever joins, and a run stopped and resumed
+    equals the uninterrupted one (the local pool has one offspring in flight)."""
+    from test_resume import CrashAt
+
+    whole = load_run_config(DEMO, {**ASYNC, "out": str(tmp_path / "whole")})
+    prepared = prepare(whole)
+    counter = CrashAt(10**9)
+    execute(whole, counter, prepared)
+    total = sum(len(t.fitness) for t, _ in prepared.tasks)
+    with RunStore.open(whole.out) as store:
+        db = store.lineage
+        inds = {i.id: i for i in db.all()}
+        stopped = [i for i in inds.values() if i.partial]
+        assert stopped and all(0 < i.fitness_rows < total for i in stopped)
+        assert any(i.fitness_rows == total and not i.partial for i in inds.values() if i.generation > 0)
+        assert not any(inds[i].partial for g in range(db.last_generation() + 1) for i in db.population(g))
+    cut = load_run_config(DEMO, {**ASYNC, "out": str(tmp_path / "cut")})
+    with pytest.raises(KeyboardInterrupt):
+        execute(cut, CrashAt(int(fraction * (10**9 - counter.n))), prepared)
+    resume_run(cut.out, prepared=prepared)
+    assert signature(cut.out) == signature(whole.out)

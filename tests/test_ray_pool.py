@@ -45,6 +45,19 @@ def test_same_lineage_with_1_2_4_workers_as_in_process(config, tmp_path):
         assert signature(tmp_path / f"ray{workers}") == expected, f"{workers} workers"
 
 
+def test_a_raced_run_on_ray_workers_equals_the_in_process_one(config, tmp_path):
+    """Later racing stages name an offspring by its weight hash before it is recorded; a worker
+    that did not score its first stage rebuilds it from the recipe the job carries."""
+    racing = {"enabled": True, "rule": "halving", "search": "race"}
+    local = load_run_config(config, {"out": str(tmp_path / "local"), "pool.backend": "local",
+                                     "evolution.racing": racing})
+    execute(local)
+    ray_cfg = load_run_config(config, {"out": str(tmp_path / "ray"), "pool.backend": "ray", "pool.workers": 2,
+                                       "evolution.racing": racing})
+    execute(ray_cfg)
+    assert signature(tmp_path / "ray") == signature(tmp_path / "local")
+
+
 class KillAfter(EngineHooks):
     """Kills worker 0 after ``n`` finished jobs, by ray.kill or by SIGKILL to its process."""
 

@@ -24,7 +24,7 @@ from evo_merge.fitness.checks import flat_task_warnings
 from evo_merge.genome import Genome
 from evo_merge.operators.recipe import Recipe
 from evo_merge.pool.executor import Executor, run_all
-from evo_merge.pool.jobs import Job, JobResult
+from evo_merge.pool.jobs import Job, JobResult, RebuildEntry
 from evo_merge.store import Individual, RunStore
 
 
@@ -54,6 +54,13 @@ class Engine:
         """A job carrying the weight (and velocity) hashes of every individual the recipe names."""
         inputs, velocities = self.state.job_inputs(recipe)
         return Job(recipe=recipe, inputs=inputs, velocities=velocities, write=False, **kw)
+
+    def stage_job(self, recipe: Recipe, first: JobResult, split: str) -> Job:
+        """A later racing stage of an offspring not recorded yet: its weights by hash, with its
+        recipe for a worker that does not hold them (another Ray worker scored the first stage)."""
+        inputs, velocities = self.state.job_inputs(recipe)
+        entry = RebuildEntry(recipe, inputs, velocities, first.weights, first.velocity)
+        return Job(weights=first.weights, split=split, rebuild={first.weights: entry})
 
     def execute(self, phase: str, generation: int, recipes: Sequence[Recipe]) -> list[int]:
         """Build and score offspring, then record each in the lineage; returns their ids."""

@@ -85,7 +85,9 @@ class Persistence:
     def prepare(self, job: Job) -> Job:
         """Attach the recipes of the unwritten individuals a job reads; a test-split job keeps
         the weights it scores (the report names them)."""
-        job.rebuild = self.rebuild_map(job.reads())
+        given = {h: e for h, e in job.rebuild.items() if not self.stored(h)}  # (a racing stage's offspring)
+        named = [*job.reads(), *(h for e in given.values() for h in (*e.inputs.values(), *e.velocities.values()))]
+        job.rebuild = {**self.rebuild_map(named), **given}
         if job.weights and job.split.split("[")[0] not in SCORING_SPLITS and not self.stored(job.weights):
             job.store_weights = True
         return job

@@ -16,7 +16,6 @@ from typing import Sequence
 from evo_merge.engine.core import Engine
 from evo_merge.operators.recipe import Recipe
 from evo_merge.pool.executor import run_all
-from evo_merge.pool.jobs import Job
 from evo_merge.racing import Partial, Racer
 
 
@@ -45,7 +44,7 @@ def race(engine: Engine, phase: str, generation: int, recipes: Sequence[Recipe],
     active = list(range(len(entries)))
     for split in splits[1:]:
         active = racer.next_stage({i: entries[i] for i in active}, cut.fitness, cut.examples)
-        jobs = [Job(weights=entries[i].first.weights, split=split) for i in active]
+        jobs = [engine.stage_job(recipes[i], entries[i].first, split) for i in active]
         for i, res in zip(active, run_all(engine.executor, jobs)):
             entries[i].add(res.evaluation)
     complete = []
