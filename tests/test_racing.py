@@ -74,18 +74,23 @@ def raced(tmp_path_factory):
     return cfg, prepared
 
 
+def _check_raced(db, total: int):
+    """Some individuals stopped on part of the rows, the others rest on all of them, and no
+    population ever holds a stopped one. Returns (individuals by id, the stopped ones)."""
+    inds = {i.id: i for i in db.all()}
+    stopped = [i for i in inds.values() if i.partial]
+    assert stopped and all(0 < i.fitness_rows < total for i in stopped)
+    assert all(i.fitness_rows in (None, total) for i in inds.values() if not i.partial)
+    assert not any(inds[i].partial for g in range(db.last_generation() + 1) for i in db.population(g))
+    return inds, stopped
+
+
 def test_raced_out_offspring_are_recorded_and_never_survive(raced):
     cfg, prepared = raced
     total = sum(len(t.fitness) for t, _ in prepared.tasks)
     with RunStore.open(cfg.out) as store:
         db = store.lineage
-        inds = {i.id: i for i in db.all()}
-        stopped = [i for i in inds.values() if i.partial]
-        assert stopped and all(0 < i.fitness_rows < total for i in stopped)
-        assert all(i.fitness_rows in (None, total) and not i.partial for i in inds.values() if i.id not in
-                   {s.id for s in stopped})
-        for g in range(cfg.evolution.generations + 1):
-            assert not any(inds[i].partial for i in db.population(g))
+        inds, stopped = _check_raced(db, total)
         for g in range(1, cfg.evolution.generations + 1):  # halving: half go on after each of 2 stages
             raced = [i for i in inds.values() if i.generation == g and i.operator in ("crossover", "mutation")]
             assert sum(not i.partial for i in raced) == max(1, -(-max(1, -(-len(raced) // 2)) // 2))
@@ -151,12 +156,8 @@ def test_async_racing_stops_offspring_that_cannot_reach_the_population_and_resum
     execute(whole, counter, prepared)
     total = sum(len(t.fitness) for t, _ in prepared.tasks)
     with RunStore.open(whole.out) as store:
-        db = store.lineage
-        inds = {i.id: i for i in db.all()}
-        stopped = [i for i in inds.values() if i.partial]
-        assert stopped and all(0 < i.fitness_rows < total for i in stopped)
-        assert any(i.fitness_rows == total and not i.partial for i in inds.values() if i.generation > 0)
-        assert not any(inds[i].partial for g in range(db.last_generation() + 1) for i in db.population(g))
+        inds, _ = _check_raced(store.lineage, total)
+        assert any(i.fitness_rows == total for i in inds.values() if i.generation > 0)
     cut = load_run_config(DEMO, {**ASYNC, "out": str(tmp_path / "cut")})
     with pytest.raises(KeyboardInterrupt):
         execute(cut, CrashAt(int(fraction * (10**9 - counter.n))), prepared)
