@@ -2,6 +2,7 @@
 
     python benchmarks/lm_eval_speed.py --rows 200 --repeat 3              # zero-shot
     python benchmarks/lm_eval_speed.py --rows 200 --repeat 3 --fewshot 5   # 5-shot, MMLU-style
+    python benchmarks/lm_eval_speed.py --rows 200 --repeat 1 --fewshot 5 --subjects 8   # a group of 8 subjects
 
 A random-init Llama of 134 M parameters (hidden 768, 12 layers, Llama-2's vocabulary size of
 32 000; the byte-level BPE tokenizer trained here on synthetic text uses the first few
@@ -30,6 +31,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -65,28 +67,47 @@ def build_model(out: Path) -> None:
     fast.save_pretrained(out)
 
 
-def write_task(folder: Path, rows: int) -> None:
-    """The task, and a 5-row dev split its few-shot examples come from (the first K, as MMLU's)."""
+def write_task(folder: Path, rows: int, subjects: int = 1) -> str:
+    """The task, and a 5-row dev split its few-shot examples come from (the first K, as MMLU's);
+    with ``subjects`` > 1, a group of that many tasks, each with its own rows, dev split and
+    description line (as MMLU's subjects). Returns the task (or group) name."""
     rng = random.Random(1)
-    docs = [{"question": " ".join(rng.choice(WORDS) for _ in range(rng.randrange(20, 40))) + "?",
-             "choices": [" ".join(rng.choice(WORDS) for _ in range(rng.randrange(2, 6))) for _ in range(4)],
-             "answer": rng.randrange(4)} for _ in range(rows + 5)]
-    (folder / "docs.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[:rows]))
-    (folder / "dev.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[rows:]))
-    (folder / "speed_mc.yaml").write_text(
-        "task: speed_mc\ndataset_path: json\ndataset_kwargs:\n  data_files: {test: " + str(folder / "docs.jsonl") +
-        ", dev: " + str(folder / "dev.jsonl") + "}\ntest_split: test\nfewshot_split: dev\n"
-        "fewshot_config: {sampler: first_n}\noutput_type: multiple_choice\n"
-        "doc_to_text: \"{{question}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. {{choices[3]}}"
-        "\\nAnswer:\"\ndoc_to_choice: [\"A\", \"B\", \"C\", \"D\"]\ndoc_to_target: answer\n"
-        "metric_list:\n  - {metric: acc, aggregation: mean, higher_is_better: true}\n")
+    names = ["speed_mc"] if subjects == 1 else [f"speed_mc_{k}" for k in range(subjects)]
+    for k, name in enumerate(names):
+        n = rows // subjects + (k < rows % subjects)
+        docs = [{"question": " ".join(rng.choice(WORDS) for _ in range(rng.randrange(20, 40))) + "?",
+                 "choices": [" ".join(rng.choice(WORDS) for _ in range(rng.randrange(2, 6))) for _ in range(4)],
+                 "answer": rng.randrange(4)} for _ in range(n + 5)]
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[:n]))
+        (folder / f"{name}_dev.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[n:]))
+        description = "" if subjects == 1 else \
+            f"description: \"The following are multiple choice questions (with answers) about {WORDS[k]}.\\n\\n\"\n"
+        (folder / f"{name}.yaml").write_text(
+            f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files: {{test: {folder / name}.jsonl"
+            f", dev: {folder / name}_dev.jsonl}}\ntest_split: test\nfewshot_split: dev\n" + description +
+            "fewshot_config: {sampler: first_n}\noutput_type: multiple_choice\n"
+            "doc_to_text: \"{{question}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\nD. "
+            "{{choices[3]}}\\nAnswer:\"\ndoc_to_choice: [\"A\", \"B\", \"C\", \"D\"]\ndoc_to_target: answer\n"
+            "metric_list:\n  - {metric: acc, aggregation: mean, higher_is_better: true}\n")
+    if subjects == 1:
+        return "speed_mc"
+    (folder / "speed_group.yaml").write_text(
+        f"group: speed_group\ntask: [{', '.join(names)}]\n"
+        "aggregate_metric_list:\n  - {metric: acc, aggregation: mean, weight_by_size: true}\n")
+    return "speed_group"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=32, help="rows per forward, both sides")
+    parser.add_argument("--lm-eval-batch", type=int, help="lm-eval's batch size where it differs from --batch "
+                        "(1: lm-eval's own default, as `lm_eval --model hf` runs without --batch_size)")
+    parser.add_argument("--padded-too", action="store_true", help="also time evo-merge with the rows batched "
+                        "as on a GPU (the shortest rows left, left-padded, with an attention mask)")
+    parser.add_argument("--subjects", type=int, default=1, help="a group of this many tasks (MMLU's subjects: "
+                        "each its own rows, description line and dev split) instead of one task")
     parser.add_argument("--fewshot", type=int, default=0, help="few-shot examples in front of every prompt (the "
                         "same K for every row, as MMLU's dev split gives)")
     args = parser.parse_args()
@@ -96,7 +117,7 @@ def main() -> None:
     from lm_eval.tasks import TaskManager
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from evo_merge.fitness.lm_eval_task import _REQUESTS, DOC_ID, LmEvalSpec, lm_eval_documents
+    from evo_merge.fitness.lm_eval_task import _REQUESTS, DOC_ID, TASK_ID, LmEvalSpec, lm_eval_documents
     from evo_merge.fitness.metrics import make_metric
     from evo_merge.fitness.tasks import TaskSpec
 
@@ -104,20 +125,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         build_model(tmp / "model")
-        write_task(tmp, args.rows)
+        name = write_task(tmp, args.rows, args.subjects)
         model = AutoModelForCausalLM.from_pretrained(tmp / "model").eval()
         tok = AutoTokenizer.from_pretrained(tmp / "model")
         params = sum(p.numel() for p in model.parameters())
-        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch)
-        spec = TaskSpec(name="speed_mc", lm_eval=LmEvalSpec(task="speed_mc", include_path=str(tmp),
+        their_batch = args.lm_eval_batch or args.batch
+        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=their_batch)
+        spec = TaskSpec(name=name, lm_eval=LmEvalSpec(task=name, include_path=str(tmp),
                                                              num_fewshot=args.fewshot))
         docs = lm_eval_documents(spec.lm_eval)
 
         def theirs(cache: bool = False):
-            res = lm_eval.simple_evaluate(model=lm, tasks=["speed_mc"], task_manager=TaskManager(include_path=str(tmp)),
+            res = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=TaskManager(include_path=str(tmp)),
                                           num_fewshot=args.fewshot, log_samples=True, verbosity="ERROR",
                                           cache_requests=cache)
-            return {s["doc_id"]: float(s["acc"]) for s in res["samples"]["speed_mc"]}
+            return {(task, s["doc_id"]): float(s["acc"]) for task, rows in res["samples"].items() for s in rows}
 
         def ours():
             _REQUESTS.clear()  # build the requests again each time, as lm-eval does
@@ -128,25 +150,36 @@ def main() -> None:
         theirs(cache=True)  # warm lm-eval's request cache
         runs = {"lm-eval": theirs, "evo-merge": ours, "lm-eval, requests cached": lambda: theirs(cache=True),
                 "evo-merge, metric built once": lambda: built.score(built.predict(model))}
-        times: dict[str, list[float]] = {name: [] for name in runs}
+        if args.padded_too:
+            from evo_merge.fitness import scoring
+            by_length = scoring.length_batches
+            as_on_gpu = lambda lengths, size, exact: by_length(lengths, size, False)  # noqa: E731
+            with mock.patch.object(scoring, "length_batches", as_on_gpu):
+                padded = make_metric(spec, docs, tok, torch.device("cpu"), args.batch)
+            runs["evo-merge, padded batches"] = lambda: padded.score(padded.predict(model))
+        times: dict[str, list[float]] = {side: [] for side in runs}
         results = {}
         for _ in range(args.repeat):
-            for name, fn in runs.items():
+            for side, fn in runs.items():
                 start = time.perf_counter()
-                results[name] = fn()
-                times[name].append(time.perf_counter() - start)
+                results[side] = fn()
+                times[side].append(time.perf_counter() - start)
         reference = results["lm-eval"]
-        equal = all(float(results[name][i]) == reference[d[DOC_ID]]
-                    for name in ("evo-merge", "evo-merge, metric built once") for i, d in enumerate(docs))
-        t = {name: statistics.median(v) for name, v in times.items()}
+        equal = all(float(results[side][i]) == reference[(d.get(TASK_ID, name), d[DOC_ID])]
+                    for side in runs if side.startswith("evo-merge") for i, d in enumerate(docs))
+        t = {side: statistics.median(v) for side, v in times.items()}
         print(f"model {params / 1e6:.0f} M parameters, vocabulary {model.config.vocab_size} ({len(tok)} used), "
-              f"{args.rows} rows x 4 choices, {args.fewshot}-shot, batch {args.batch}, "
+              f"{args.rows} rows x 4 choices ({args.subjects} subject(s)), {args.fewshot}-shot, "
+              f"batch {their_batch} (lm-eval) {args.batch} (evo-merge), "
               f"torch threads {torch.get_num_threads()}, lm-eval {lm_eval.__version__}; median of {args.repeat}")
         print(f"from scratch:     lm-eval {t['lm-eval']:.2f} s, evo-merge {t['evo-merge']:.2f} s "
               f"= {t['evo-merge'] / t['lm-eval']:.2f} x")
         print(f"one more model:   lm-eval {t['lm-eval, requests cached']:.2f} s, evo-merge "
               f"{t['evo-merge, metric built once']:.2f} s = "
               f"{t['evo-merge, metric built once'] / t['lm-eval, requests cached']:.2f} x")
+        if args.padded_too:
+            print(f"padded batches:   evo-merge {t['evo-merge, padded batches']:.2f} s (by length: "
+                  f"{t['evo-merge, metric built once']:.2f} s)")
         print(f"accuracy {np.mean(results['evo-merge']):.3f} vs {np.mean(list(reference.values())):.3f}; "
               f"every document's score equal: {equal}")
 

@@ -157,3 +157,80 @@ def test_the_cache_argument_is_read_through_a_peft_wrapper():
     want = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     wrapped = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
     assert _cache_io(wrapped) == (want, want) == _cache_io(model)
+
+
+def test_length_batches_on_cpu_hold_rows_of_one_length_where_enough_share_it():
+    from evo_merge.fitness.scoring import length_batches
+
+    lengths = [7] * 9 + [5] * 10 + [6] * 3 + [9] * 40
+    exact = length_batches(lengths, 16, exact=True)
+    padded = length_batches(lengths, 16, exact=False)
+    for batches in (exact, padded):
+        flat = [i for b in batches for i in b]
+        assert sorted(flat) == list(range(len(lengths))) and all(len(b) <= 16 for b in batches)
+        assert [lengths[i] for i in flat] == sorted(lengths)
+    assert [sorted({lengths[i] for i in b}) for b in exact] == [[5], [6, 7], [9], [9], [9]]
+    assert [len(b) for b in exact] == [10, 12, 16, 16, 8]
+    assert [len(b) for b in padded] == [16, 16, 16, 14]
+
+
+@pytest.mark.parametrize("arch", factories.ARCHS)
+def test_unpadded_batches_score_like_each_row_alone(arch):
+    """Rows batched by length run with no attention mask and give each row's own numbers;
+    rows of rare lengths are left-padded together, with the same numbers."""
+    from evo_merge.fitness.scoring import ContinuationScorer, SharedPromptScorer
+
+    model = factories.make_arch_model(arch).eval()
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(4, 28, (n,), generator=g).tolist() for n in [5] * 9 + [6] * 2 + [8] * 3]
+    groups, pairs = [], []
+    for p in prompts:
+        tokens = torch.randint(4, 28, (3,), generator=g).tolist()
+        groups.append([(len(pairs) + j, t) for j, t in enumerate(tokens)])
+        pairs += [(p, [t]) for t in tokens]
+    scorer = SharedPromptScorer(prompts, groups, 0, torch.device("cpu"), 16)
+    assert [b.attention_mask is None for b in scorer.batches] == [True, False]
+    alone = ContinuationScorer(pairs, 0, torch.device("cpu"), 1)
+    assert all(b.attention_mask is None for b in alone.batches)
+    want, got = alone.logprobs(model, greedy=True), scorer.logprobs(model, greedy=True)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+    assert (got[2] == want[2]).all()
+
+
+def test_prefix_groups_split_prompts_where_it_saves_the_most_positions():
+    from evo_merge.fitness.scorers import prefix_groups
+
+    a, b = list(range(4, 34)), list(range(40, 60))  # two subjects' few-shot prefixes: 30 and 20 tokens
+    head = [1, 2, 3, 60, 61, 62, 63, 64, 65, 66]  # a 10-token description every subject's prompts start with
+    prompts = ([head + a + [70 + i] for i in range(5)] + [head + b + [80 + i, 81] for i in range(3)]
+               + [[90 + i] * 9 for i in range(4)] + [head + [99]])
+    # one group of all nine "head" prompts would save 8 * 10 = 80 positions; the subjects save 4 * 40 + 2 * 30
+    assert prefix_groups(prompts) == [[0, 1, 2, 3, 4], [5, 6, 7]]
+    assert prefix_groups([head + [5], head + [6]]) == [[0, 1]]
+    assert prefix_groups([head[:8] + [5], head[:8] + [6]]) == [[0, 1]]  # MIN_PREFIX tokens
+    assert prefix_groups([head[:7] + [5], head[:7] + [6]]) == []
+    assert prefix_groups([head, head]) == [[0, 1]]  # a prompt keeps its last token
+
+
+@pytest.mark.parametrize("arch", factories.ARCHS)
+def test_rows_of_several_prefixes_score_like_one_sequence_per_pair(arch):
+    from evo_merge.fitness.cached_scoring import CachedChoiceScorer
+    from evo_merge.fitness.scorers import ScorerSet, make_scorer
+    from evo_merge.fitness.scoring import ContinuationScorer
+
+    model = factories.make_arch_model(arch).eval()
+    g = torch.Generator().manual_seed(2)
+    rand = lambda n: torch.randint(4, 28, (n,), generator=g).tolist()  # noqa: E731
+    heads = [rand(10), rand(14)]
+    pairs = []
+    for k in range(9):
+        prompt = (heads[k % 2] if k < 6 else []) + rand(2 + k % 3)
+        pairs += [(prompt, [t]) for t in rand(3)]
+    scorer = make_scorer(pairs, 0, torch.device("cpu"), 4)
+    assert isinstance(scorer, ScorerSet)
+    prefixes = [s.prefix for s, _ in scorer.parts if isinstance(s, CachedChoiceScorer) and s.prefix]
+    assert len(prefixes) == 2 and all(any(p[:len(h)] == h for p in prefixes) for h in heads)
+    want = ContinuationScorer(pairs, 0, torch.device("cpu"), 1).logprobs(model, greedy=True)
+    got = scorer.logprobs(model, greedy=True)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+    assert (got[1] == 1).all() and (got[2] == want[2]).all()

@@ -33,26 +33,49 @@ def spec_file(tmp_path: Path, task_dir: Path, task: str, **extra) -> Path:
     return path
 
 
-@pytest.mark.parametrize("task,metric", [("tiny_mc", "acc"), ("tiny_gen", "exact_match")])
-def test_scores_equal_lm_evals_own_document_by_document(task_dir, task, metric):
+@pytest.mark.parametrize("task,metric,docs", [("tiny_mc", "acc", 60), ("tiny_gen", "exact_match", 60),
+                                              ("tiny_group", "acc", 120)])
+def test_scores_equal_lm_evals_own_document_by_document(task_dir, task, metric, docs):
+    """A task, and a group of two (each document scored by its own task)."""
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from evo_merge.fitness.lm_eval_task import DOC_ID, LmEvalSpec, lm_eval_documents
+    from evo_merge.fitness.lm_eval_task import DOC_ID, TASK_ID, LmEvalSpec, lm_eval_documents
     from evo_merge.fitness.metrics import make_metric
     from evo_merge.fitness.tasks import TaskSpec
 
     model, tok = factories.make_arch_model("llama").eval(), factories.make_tokenizer()
     spec = TaskSpec(name=task, lm_eval=LmEvalSpec(task=task, include_path=str(task_dir)))
-    docs = lm_eval_documents(spec.lm_eval)
-    ours = make_metric(spec, docs, tok, torch.device("cpu"), 16)
+    rows = lm_eval_documents(spec.lm_eval)
+    ours = make_metric(spec, rows, tok, torch.device("cpu"), 16)
     scores = ours.score(ours.predict(model))
     result = lm_eval.simple_evaluate(model=HFLM(pretrained=model, tokenizer=tok, batch_size=16), tasks=[task],
                                      task_manager=TaskManager(include_path=str(task_dir)), log_samples=True,
                                      verbosity="ERROR")
-    theirs = {s["doc_id"]: float(s[metric]) for s in result["samples"][task]}
-    assert len(docs) == len(theirs) == 60
-    np.testing.assert_array_equal(scores, [theirs[d[DOC_ID]] for d in docs])
+    theirs = {(name, s["doc_id"]): float(s[metric]) for name, samples in result["samples"].items() for s in samples}
+    assert len(rows) == len(theirs) == docs
+    np.testing.assert_array_equal(scores, [theirs[(d.get(TASK_ID, task), d[DOC_ID])] for d in rows])
+
+
+def test_a_groups_tasks_each_run_their_shared_prefix_once(task_dir):
+    """The group's two tasks start their prompts with different descriptions: the scorer finds
+    the two prefixes and scores each task's rows from its own prefix's cache."""
+    from evo_merge.fitness.cached_scoring import CachedChoiceScorer
+    from evo_merge.fitness.lm_eval_task import LmEvalSpec, lm_eval_documents
+    from evo_merge.fitness.metrics import make_metric
+    from evo_merge.fitness.scorers import ScorerSet
+    from evo_merge.fitness.tasks import TaskSpec
+
+    tok = factories.make_tokenizer()
+    spec = TaskSpec(name="g", lm_eval=LmEvalSpec(task="tiny_group", include_path=str(task_dir)))
+    rows = lm_eval_documents(spec.lm_eval)[::7]
+    metric = make_metric(spec, rows, tok, torch.device("cpu"), 16)
+    assert isinstance(metric.scorer, ScorerSet) and len(metric.scorer.parts) == 2
+    prefixes = {tok.decode(s.prefix) for s, _ in metric.scorer.parts if isinstance(s, CachedChoiceScorer)}
+    assert {p[:17] for p in prefixes} == {"a b c d e f g h: ", "j i h g f e d c: "}
+    owner = [name for name, _, requests in metric.docs for _ in requests]  # per request, its task
+    kinds = [{owner[metric.loglik[j]] for j in idx} for _, idx in metric.scorer.parts]
+    assert sorted(map(sorted, kinds)) == [["tiny_mc_a"], ["tiny_mc_b"]]
 
 
 def test_an_lm_eval_task_drives_a_whole_evolution(tiny_lora, task_dir, tmp_path):

@@ -8,8 +8,9 @@ document with the task's ``process_results`` after its filters (the first filter
 unless ``metric`` names another, the first metric: ``acc`` for multiple choice). The
 requests are tokenized as lm-eval's HF model does (trailing spaces of a context move to the
 continuation; the BOS token as ``add_bos_token`` says); ``loglikelihood`` and
-``generate_until`` requests are supported. lm-eval is an optional extra
-(``pip install -e ".[lm-eval]"``).
+``generate_until`` requests are supported. A group (``mmlu``) is one spec: the documents
+of all its tasks, split together, each scored by its own task (each row carries its task's
+name). lm-eval is an optional extra (``pip install -e ".[lm-eval]"``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from evo_merge.fitness.prompts import left_pad
 from evo_merge.fitness.scorers import make_scorer
 
 DOC_ID = "__doc_id"
+TASK_ID = "__lm_eval_task"  # a group's documents: which of its tasks
 
 
 class LmEvalSpec(BaseModel):
@@ -47,10 +49,10 @@ class LmEvalSpec(BaseModel):
 def _lm_eval():
     try:
         import lm_eval  # noqa: F401
-        from lm_eval.tasks import TaskManager, get_task_dict
+        from lm_eval.tasks import TaskManager
     except ImportError:
         raise EvoMergeError("task specs with 'lm_eval:' need lm-eval: pip install -e '.[lm-eval]'") from None
-    return TaskManager, get_task_dict
+    return TaskManager
 
 
 @contextlib.contextmanager
@@ -68,26 +70,29 @@ def _quiet():
 
 
 @functools.lru_cache(maxsize=16)
-def lm_task(name: str, include_path: str | None, num_fewshot: int | None):
-    """The lm-eval task object (built once per process)."""
-    TaskManager, get_task_dict = _lm_eval()
+def lm_tasks(name: str, include_path: str | None, num_fewshot: int | None) -> dict[str, Any]:
+    """The lm-eval task objects of a task or of every task of a group, by name (built once per
+    process)."""
+    TaskManager = _lm_eval()
     try:
         with _quiet():
-            tasks = get_task_dict([name], TaskManager(include_path=include_path, verbosity="ERROR"))
+            tasks = dict(TaskManager(include_path=include_path).load([name])["tasks"])
     except Exception as exc:  # noqa: BLE001 - lm-eval raises many types for unknown or broken tasks
         raise EvoMergeError(f"lm-eval task {name!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
-    if len(tasks) != 1 or not hasattr(next(iter(tasks.values())), "build_all_requests"):
-        raise EvoMergeError(f"lm-eval task {name!r} is a group of {len(tasks)} tasks; name one task")
-    task = next(iter(tasks.values()))
+    if not tasks:
+        raise EvoMergeError(f"lm-eval task {name!r} has no tasks")
     if num_fewshot is not None:
-        task.set_config(key="num_fewshot", value=num_fewshot)
-    return task
+        for task in tasks.values():
+            task.set_config(key="num_fewshot", value=num_fewshot)
+    return tasks
 
 
 def lm_eval_documents(spec: LmEvalSpec) -> list[dict[str, Any]]:
-    """The task's evaluation documents, each with its lm-eval doc id."""
-    task = lm_task(spec.task, spec.include_path, spec.num_fewshot)
-    return [{**doc, DOC_ID: i} for i, doc in enumerate(task.eval_docs)]
+    """The evaluation documents, each with its lm-eval doc id (and, for a group, its task's name)."""
+    tasks = lm_tasks(spec.task, spec.include_path, spec.num_fewshot)
+    if len(tasks) == 1:
+        return [{**doc, DOC_ID: i} for i, doc in enumerate(next(iter(tasks.values())).eval_docs)]
+    return [{**doc, DOC_ID: i, TASK_ID: name} for name, task in tasks.items() for i, doc in enumerate(task.eval_docs)]
 
 
 class LmEvalMetric:
@@ -98,11 +103,17 @@ class LmEvalMetric:
     def __init__(self, spec, examples: list[dict[str, Any]], tokenizer: Any, device: torch.device, batch_size: int):
         self.spec, self.cfg, self.tokenizer = spec, spec.lm_eval, tokenizer
         self.device, self.batch_size = device, batch_size
-        self.task = lm_task(self.cfg.task, self.cfg.include_path, self.cfg.num_fewshot)
-        ids = [int(e[DOC_ID]) for e in examples]
-        by_doc = _requests(self.task, self.cfg, tokenizer)
-        self.docs = [(i, sorted(by_doc[i], key=lambda x: x.idx)) for i in ids]
-        self.instances = [inst for _, group in self.docs for inst in group]
+        self.tasks = lm_tasks(self.cfg.task, self.cfg.include_path, self.cfg.num_fewshot)
+        only = next(iter(self.tasks)) if len(self.tasks) == 1 else None
+        by_task = {name: _requests(task, name, self.cfg, tokenizer) for name, task in self.tasks.items()}
+        self.docs = []  # (task name, doc id, its requests in order)
+        for e in examples:
+            name = e.get(TASK_ID, only)
+            if name not in by_task:
+                raise EvoMergeError(f"lm-eval task {self.cfg.task}: a stored row names task {name!r}, not one of "
+                                    f"{sorted(by_task)}")
+            self.docs.append((name, int(e[DOC_ID]), sorted(by_task[name][int(e[DOC_ID])], key=lambda x: x.idx)))
+        self.instances = [inst for _, _, group in self.docs for inst in group]
         kinds = {inst.request_type for inst in self.instances}
         if not kinds <= {"loglikelihood", "generate_until"}:
             raise EvoMergeError(f"lm-eval task {self.cfg.task}: request types {sorted(kinds)}; evo-merge runs "
@@ -149,7 +160,7 @@ class LmEvalMetric:
             for k, text in zip(self.gen, self._generate(model)):
                 resps[k] = text
         out, pos = [], 0
-        for _, group in self.docs:
+        for _, _, group in self.docs:
             out.append(resps[pos:pos + len(group)])
             pos += len(group)
         return out
@@ -173,26 +184,29 @@ class LmEvalMetric:
         return texts
 
     def score(self, predictions: list[list[Any]]) -> np.ndarray:
-        """lm-eval's filters and ``process_results``, document by document."""
-        instances = []
-        for (_, group), resps in zip(self.docs, predictions):
+        """lm-eval's filters and ``process_results`` (each document's own task's), document by
+        document."""
+        instances: dict[str, list] = {name: [] for name in self.tasks}
+        for (name, _, group), resps in zip(self.docs, predictions):
             for inst, resp in zip(group, resps):
                 fresh = copy.copy(inst)
                 fresh.resps, fresh.filtered_resps = [resp], {}
-                instances.append(fresh)
-        for f in getattr(self.task, "_filters", []):
-            f.apply(instances)
-        key = next(iter(instances[0].filtered_resps)) if instances and instances[0].filtered_resps else None
-        scores, pos = [], 0
-        for (doc_id, group), _ in zip(self.docs, predictions):
-            mine = instances[pos:pos + len(group)]
-            pos += len(group)
-            results = [inst.filtered_resps[key] if key else inst.resps[0] for inst in mine]
-            metrics = self.task.process_results(group[0].doc, results)
-            name = self.cfg.metric or next(iter(metrics))
-            if name not in metrics:
-                raise EvoMergeError(f"lm-eval task {self.cfg.task}: no metric {name!r} (it gives {sorted(metrics)})")
-            scores.append(float(metrics[name]))
+                instances[name].append(fresh)
+        keys = {}
+        for name, mine in instances.items():
+            for f in getattr(self.tasks[name], "_filters", []):
+                f.apply(mine)
+            keys[name] = next(iter(mine[0].filtered_resps)) if mine and mine[0].filtered_resps else None
+        scores, pos = [], dict.fromkeys(self.tasks, 0)
+        for (name, _, group), _ in zip(self.docs, predictions):
+            mine = instances[name][pos[name]:pos[name] + len(group)]
+            pos[name] += len(group)
+            results = [inst.filtered_resps[keys[name]] if keys[name] else inst.resps[0] for inst in mine]
+            metrics = self.tasks[name].process_results(group[0].doc, results)
+            metric = self.cfg.metric or next(iter(metrics))
+            if metric not in metrics:
+                raise EvoMergeError(f"lm-eval task {name}: no metric {metric!r} (it gives {sorted(metrics)})")
+            scores.append(float(metrics[metric]))
         return np.asarray(scores, dtype=float)
 
     def combine(self, member_predictions: list[list[list[Any]]]) -> list[list[Any]]:
@@ -213,10 +227,10 @@ class LmEvalMetric:
 _REQUESTS: dict[tuple, dict[int, list]] = {}
 
 
-def _requests(task, cfg: LmEvalSpec, tokenizer) -> dict[int, list]:
+def _requests(task, name: str, cfg: LmEvalSpec, tokenizer) -> dict[int, list]:
     """Every document's requests, built once per process over all documents, as lm-eval's own
     evaluation builds them (few-shot contexts are drawn in document order)."""
-    key = (cfg.task, cfg.include_path, cfg.num_fewshot, cfg.apply_chat_template, id(tokenizer))
+    key = (name, cfg.task, cfg.include_path, cfg.num_fewshot, cfg.apply_chat_template, id(tokenizer))
     if key not in _REQUESTS:
         chat = (lambda msgs: tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)) \
             if cfg.apply_chat_template else None

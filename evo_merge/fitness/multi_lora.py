@@ -68,9 +68,10 @@ class MultiLoraSlots:
                 ks = list(range(start, min(count, start + per_call)))
                 reps = len(ks)
                 names = [self.names[k] for k in ks for _ in range(rows)]
-                logits = model(input_ids=b.input_ids.repeat(reps, 1), attention_mask=b.attention_mask.repeat(reps, 1),
-                               position_ids=b.position_ids.repeat(reps, 1), logits_to_keep=b.keep, use_cache=False,
-                               adapter_names=names).logits
+                mask, pos = (None, None) if b.attention_mask is None else (b.attention_mask.repeat(reps, 1),
+                                                                           b.position_ids.repeat(reps, 1))
+                logits = model(input_ids=b.input_ids.repeat(reps, 1), attention_mask=mask, position_ids=pos,
+                               logits_to_keep=b.keep, use_cache=False, adapter_names=names).logits
                 for j, k in enumerate(ks):
                     scorer.extract(b, logits[j * rows:(j + 1) * rows], totals[k], counts[k])
         return [(totals[k], counts[k]) for k in range(count)]

@@ -10,6 +10,11 @@ summed log-probabilities and token counts per (prompt, continuation) pair):
   letters, digits, short words), each prompt is run once and one position gives the
   log-probability of all its continuations: one forward per row instead of one per
   choice, with the same numbers.
+
+On a CPU a padded position costs as much arithmetic as a real one, so there rows are
+batched by length (``length_batches``): a batch of rows of one length needs no padding and
+no attention mask. On a GPU, where the number of forwards costs more than a few padded
+positions, batches are the ``batch_size`` shortest rows left.
 """
 
 from __future__ import annotations
@@ -27,13 +32,37 @@ Pair = tuple[list[int], list[int]]
 @dataclass
 class Batch:
     input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    position_ids: torch.Tensor
+    attention_mask: torch.Tensor | None         # None: every row of the batch has the same length
+    position_ids: torch.Tensor | None
     keep: int                                   # logits_to_keep
     pairs: list[list[int]]                      # per batch row: the pair indices it scores
     targets: torch.Tensor                       # continuation token ids: (B, K) or (B, choices)
     mask: torch.Tensor                          # which targets count
     extra: dict = field(default_factory=dict)
+
+
+MIN_EXACT_ROWS = 8  # a batch of one length is closed at a new length once it holds this many rows
+
+
+def length_batches(lengths: list[int], batch_size: int, exact: bool) -> list[list[int]]:
+    """Row indices, shortest first, in batches of at most ``batch_size``. With ``exact`` a
+    batch is closed where the length changes once it holds ``MIN_EXACT_ROWS`` rows, so most
+    batches hold rows of one length (the few rows of rare lengths are padded together)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    if not exact:
+        return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    batches: list[list[int]] = [[]]
+    for i in order:
+        cur = batches[-1]
+        if cur and (len(cur) == batch_size or (lengths[i] != lengths[cur[-1]] and len(cur) >= MIN_EXACT_ROWS)):
+            batches.append(cur := [])
+        cur.append(i)
+    return [b for b in batches if b]
+
+
+def unpadded(mask: torch.Tensor, pos: torch.Tensor):
+    """The mask and positions a batch needs: none where no row is padded."""
+    return (None, None) if bool(mask.all()) else (mask, pos)
 
 
 def left_pad_ids(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -71,9 +100,9 @@ class _Scorer:
 class ContinuationScorer(_Scorer):
     def __init__(self, pairs: list[Pair], pad_id: int, device: torch.device, batch_size: int):
         self.n = len(pairs)
-        order = sorted(range(self.n), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
-        self.batches = [self._batch(pairs, order[s:s + batch_size], pad_id, device)
-                        for s in range(0, self.n, batch_size)]
+        lengths = [len(p) + len(c) for p, c in pairs]
+        self.batches = [self._batch(pairs, rows, pad_id, device)
+                        for rows in length_batches(lengths, batch_size, device.type == "cpu")]
 
     @staticmethod
     def _batch(pairs: list[Pair], rows: list[int], pad_id: int, device: torch.device) -> Batch:
@@ -83,8 +112,8 @@ class ContinuationScorer(_Scorer):
         cont = torch.zeros((len(chosen), k), dtype=torch.bool)
         for r, (_, c) in enumerate(chosen):
             cont[r, k - len(c):] = True
-        return Batch(ids.to(device), mask.to(device), pos.to(device), k + 1, [[i] for i in rows],
-                     ids[:, -k:].to(device), cont.to(device))
+        mask, pos = unpadded(mask.to(device), pos.to(device))
+        return Batch(ids.to(device), mask, pos, k + 1, [[i] for i in rows], ids[:, -k:].to(device), cont.to(device))
 
     def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray,
                 greedy: np.ndarray | None = None) -> None:
@@ -104,18 +133,17 @@ class SharedPromptScorer(_Scorer):
     def __init__(self, prompts: list[list[int]], groups: list[list[tuple[int, int]]], pad_id: int,
                  device: torch.device, batch_size: int):
         self.n = sum(len(g) for g in groups)
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         self.batches = []
-        for s in range(0, len(order), batch_size):
-            rows = order[s:s + batch_size]
+        for rows in length_batches([len(p) for p in prompts], batch_size, device.type == "cpu"):
             ids, mask, pos = left_pad_ids([prompts[i] for i in rows], pad_id)
+            mask, pos = unpadded(mask.to(device), pos.to(device))
             width = max(len(groups[i]) for i in rows)
             targets = torch.zeros((len(rows), width), dtype=torch.long)
             valid = torch.zeros((len(rows), width), dtype=torch.bool)
             for r, i in enumerate(rows):
                 for j, (_, token) in enumerate(groups[i]):
                     targets[r, j], valid[r, j] = token, True
-            self.batches.append(Batch(ids.to(device), mask.to(device), pos.to(device), 1,
+            self.batches.append(Batch(ids.to(device), mask, pos, 1,
                                       [[p for p, _ in groups[i]] for i in rows], targets.to(device), valid.to(device)))
 
     def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray,
