@@ -24,16 +24,17 @@ from evo_merge.fitness.scoring import ContinuationScorer
 MIN_PREFIX = 8  # a shared prefix shorter than this is not worth a cache of its own
 
 
+def shared_length(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two prompts share."""
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
 def common_prefix(prompts: list[list[int]]) -> int:
     """Length of the longest token prefix all prompts share, leaving every prompt one token."""
     if len(prompts) < 2:
         return 0
-    n = min(len(p) for p in prompts) - 1
-    first = prompts[0]
-    for i in range(n):
-        if any(p[i] != first[i] for p in prompts):
-            return i
-    return max(n, 0)
+    return max(0, min(min(len(p) for p in prompts) - 1, min(shared_length(prompts[0], p) for p in prompts[1:])))
 
 
 def _right_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,13 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from evo_merge.fitness.cached_scoring import MIN_PREFIX, CachedChoiceScorer, common_prefix
+from evo_merge.fitness.cached_scoring import MIN_PREFIX, CachedChoiceScorer, common_prefix, shared_length
 from evo_merge.fitness.scoring import ContinuationScorer, Pair, SharedPromptScorer
-
-
-def _shared(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
 
 
 def prefix_groups(prompts: list[list[int]]) -> list[list[int]]:
@@ -28,7 +23,7 @@ def prefix_groups(prompts: list[list[int]]) -> list[list[int]]:
     order = sorted(range(len(prompts)), key=lambda i: prompts[i])
     n = len(order)
     cap = [len(prompts[i]) - 1 for i in order]
-    link = [0] + [_shared(prompts[order[k - 1]], prompts[order[k]]) for k in range(1, n)]
+    link = [0] + [shared_length(prompts[order[k - 1]], prompts[order[k]]) for k in range(1, n)]
     best, start = [0] * (n + 1), list(range(n + 1))
     for j in range(1, n + 1):
         best[j], start[j] = best[j - 1], j - 1
