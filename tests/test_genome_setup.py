@@ -12,6 +12,7 @@ from evo_merge.checks import check_operators
 from evo_merge.yamlfile import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
+EVAL_DOCS = {"mmlu_high_school_mathematics": 270, "gsm8k": 1319, "arc_challenge": 1172}  # their test splits
 
 
 def test_population_tasks_and_config_validate_offline():
@@ -27,4 +28,5 @@ def test_population_tasks_and_config_validate_offline():
     for ref in cfg.tasks:
         spec = load_model(TaskSpec, ref.spec, "task spec")
         assert spec.lm_eval is not None and spec.metric == "lm_eval" and spec.fitness_samples == 200
+        assert spec.fitness_samples + spec.test_samples <= EVAL_DOCS[spec.lm_eval.task]  # the split has them
     assert abs(sum(t.weight for t in cfg.tasks) - 1.0) < 1e-9
