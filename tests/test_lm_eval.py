@@ -34,9 +34,9 @@ def spec_file(tmp_path: Path, task_dir: Path, task: str, **extra) -> Path:
 
 
 @pytest.mark.parametrize("task,metric,docs", [("tiny_mc", "acc", 60), ("tiny_gen", "exact_match", 60),
-                                              ("tiny_group", "acc", 120)])
+                                              ("tiny_outer", "acc", 180)])
 def test_scores_equal_lm_evals_own_document_by_document(task_dir, task, metric, docs):
-    """A task, and a group of two (each document scored by its own task)."""
+    """A task, and a group of a group of two tasks and a task (each document scored by its own task)."""
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
