@@ -49,6 +49,6 @@ def test_chat_template_wraps_the_prompt_and_a_missing_template_is_an_error():
                          "{% if add_generation_prompt %}:{% endif %}")
     assert render_prompt(spec, row, tok) == ("<s>12=:", False)
     metric = make_metric(spec, [row], tok, torch.device("cpu"), 4)
-    ids = metric.scorer.batches[0].input_ids[0].tolist()
+    ids = metric.scorer.batchings[False][0].input_ids[0].tolist()
     assert tok.decode([i for i in ids if i != tok.pad_token_id]).startswith("<s>12=:")
     assert ids.count(tok.bos_token_id) == 1  # the template's <s> only, none added on top

@@ -175,9 +175,11 @@ def test_length_batches_on_cpu_hold_rows_of_one_length_where_enough_share_it():
 
 
 @pytest.mark.parametrize("arch", factories.ARCHS)
-def test_unpadded_batches_score_like_each_row_alone(arch):
-    """Rows batched by length run with no attention mask and give each row's own numbers;
-    rows of rare lengths are left-padded together, with the same numbers."""
+def test_unpadded_batches_score_like_each_row_alone(arch, monkeypatch):
+    """On a CPU, rows batched by length run with no attention mask and give each row's own
+    numbers; rows of rare lengths are left-padded together, with the same numbers. Models
+    with tiny layers (these) keep the fewest batches unless the threshold says otherwise."""
+    from evo_merge.fitness import scoring
     from evo_merge.fitness.scoring import ContinuationScorer, SharedPromptScorer
 
     model = factories.make_arch_model(arch).eval()
@@ -189,12 +191,16 @@ def test_unpadded_batches_score_like_each_row_alone(arch):
         groups.append([(len(pairs) + j, t) for j, t in enumerate(tokens)])
         pairs += [(p, [t]) for t in tokens]
     scorer = SharedPromptScorer(prompts, groups, 0, torch.device("cpu"), 16)
-    assert [b.attention_mask is None for b in scorer.batches] == [True, False]
+    assert scorer.batches(model) is scorer.batchings[False] and len(scorer.batchings[False]) == 1
+    padded = scorer.logprobs(model, greedy=True)
+    monkeypatch.setattr(scoring, "BY_LENGTH_MIN_LAYER_PARAMS", 0)
+    assert [b.attention_mask is None for b in scorer.batches(model)] == [True, False]
     alone = ContinuationScorer(pairs, 0, torch.device("cpu"), 1)
-    assert all(b.attention_mask is None for b in alone.batches)
+    assert all(b.attention_mask is None for b in alone.batches(model))
     want, got = alone.logprobs(model, greedy=True), scorer.logprobs(model, greedy=True)
-    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
-    assert (got[2] == want[2]).all()
+    for have in (got, padded):
+        np.testing.assert_allclose(have[0], want[0], atol=1e-5)
+        assert (have[2] == want[2]).all()
 
 
 def test_prefix_groups_split_prompts_where_it_saves_the_most_positions():

@@ -39,7 +39,7 @@ class _AtPositions(torch.nn.Module):
         return getattr(self.inner, "out_features", None) or x.shape[-1]
 
 
-def _last_layer(model: torch.nn.Module) -> torch.nn.Module | None:
+def last_layer(model: torch.nn.Module) -> torch.nn.Module | None:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
     layers = getattr(decoder, "layers", None)
@@ -51,7 +51,7 @@ def scored_positions_only(model: torch.nn.Module, keep: int | torch.Tensor) -> I
     """Within the block, the model's last decoder layer runs its attention output projection
     and MLP only at ``keep`` (a model without ``layers[-1].mlp`` / ``self_attn.o_proj``
     runs unchanged)."""
-    layer = _last_layer(model)
+    layer = last_layer(model)
     swapped: list[tuple[torch.nn.Module, str, torch.nn.Module]] = []
     for owner, name in ((layer, "mlp"), (getattr(layer, "self_attn", None), "o_proj")):
         inner = getattr(owner, name, None) if owner is not None else None

@@ -61,7 +61,7 @@ class MultiLoraSlots:
         model = self.host.model
         totals = np.zeros((count, scorer.n))
         counts = np.zeros((count, scorer.n))
-        for b in scorer.batches:
+        for b in scorer.batches(model):
             rows = b.input_ids.shape[0]
             per_call = max(1, max_rows // rows)
             for start in range(0, count, per_call):

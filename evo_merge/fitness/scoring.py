@@ -11,10 +11,11 @@ summed log-probabilities and token counts per (prompt, continuation) pair):
   log-probability of all its continuations: one forward per row instead of one per
   choice, with the same numbers.
 
-On a CPU a padded position costs as much arithmetic as a real one, so there rows are
-batched by length (``length_batches``): a batch of rows of one length needs no padding and
-no attention mask. On a GPU, where the number of forwards costs more than a few padded
-positions, batches are the ``batch_size`` shortest rows left.
+On a CPU a padded position costs as much arithmetic as a real one, so there the rows of a
+model with decoder layers of at least ``BY_LENGTH_MIN_LAYER_PARAMS`` parameters are batched
+by length (``length_batches``): a batch of rows of one length needs no padding and no
+attention mask. On a GPU, and for smaller models, where the number of forwards costs more
+than a few padded positions, batches are the ``batch_size`` shortest rows left.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from evo_merge.fitness.last_layer import scored_positions_only
+from evo_merge.fitness.last_layer import last_layer, scored_positions_only
 
 Pair = tuple[list[int], list[int]]
 
@@ -42,6 +43,7 @@ class Batch:
 
 
 MIN_EXACT_ROWS = 8  # a batch of one length is closed at a new length once it holds this many rows
+BY_LENGTH_MIN_LAYER_PARAMS = 1_000_000  # smaller models: one forward costs more than padding saves
 
 
 def length_batches(lengths: list[int], batch_size: int, exact: bool) -> list[list[int]]:
@@ -75,9 +77,20 @@ def left_pad_ids(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
     return ids, mask, (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def by_length(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether rows are batched by length for this model (on a CPU, layers not tiny)."""
+    layer = last_layer(model)
+    return device.type == "cpu" and layer is not None and \
+        sum(p.numel() for p in layer.parameters()) >= BY_LENGTH_MIN_LAYER_PARAMS
+
+
 class _Scorer:
     n: int
-    batches: list[Batch]
+    device: torch.device
+    batchings: dict[bool, list[Batch]]  # by length (on a CPU only) and not
+
+    def batches(self, model: torch.nn.Module) -> list[Batch]:
+        return self.batchings[by_length(model, self.device)]
 
     def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray,
                 greedy: np.ndarray | None = None) -> None:
@@ -89,7 +102,7 @@ class _Scorer:
         ``greedy``, whether greedy decoding would produce the continuation)."""
         total, count = np.zeros(self.n), np.zeros(self.n)
         is_greedy = np.zeros(self.n, dtype=bool) if greedy else None
-        for b in self.batches:
+        for b in self.batches(model):
             with scored_positions_only(model, b.keep):
                 logits = model(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids,
                                logits_to_keep=b.keep, use_cache=False).logits
@@ -99,10 +112,11 @@ class _Scorer:
 
 class ContinuationScorer(_Scorer):
     def __init__(self, pairs: list[Pair], pad_id: int, device: torch.device, batch_size: int):
-        self.n = len(pairs)
+        self.n, self.device = len(pairs), device
         lengths = [len(p) + len(c) for p, c in pairs]
-        self.batches = [self._batch(pairs, rows, pad_id, device)
-                        for rows in length_batches(lengths, batch_size, device.type == "cpu")]
+        self.batchings = {exact: [self._batch(pairs, rows, pad_id, device)
+                                  for rows in length_batches(lengths, batch_size, exact)]
+                          for exact in ((False, True) if device.type == "cpu" else (False,))}
 
     @staticmethod
     def _batch(pairs: list[Pair], rows: list[int], pad_id: int, device: torch.device) -> Batch:
@@ -132,19 +146,25 @@ class SharedPromptScorer(_Scorer):
 
     def __init__(self, prompts: list[list[int]], groups: list[list[tuple[int, int]]], pad_id: int,
                  device: torch.device, batch_size: int):
-        self.n = sum(len(g) for g in groups)
-        self.batches = []
-        for rows in length_batches([len(p) for p in prompts], batch_size, device.type == "cpu"):
-            ids, mask, pos = left_pad_ids([prompts[i] for i in rows], pad_id)
-            mask, pos = unpadded(mask.to(device), pos.to(device))
-            width = max(len(groups[i]) for i in rows)
-            targets = torch.zeros((len(rows), width), dtype=torch.long)
-            valid = torch.zeros((len(rows), width), dtype=torch.bool)
-            for r, i in enumerate(rows):
-                for j, (_, token) in enumerate(groups[i]):
-                    targets[r, j], valid[r, j] = token, True
-            self.batches.append(Batch(ids.to(device), mask, pos, 1,
-                                      [[p for p, _ in groups[i]] for i in rows], targets.to(device), valid.to(device)))
+        self.n, self.device = sum(len(g) for g in groups), device
+        lengths = [len(p) for p in prompts]
+        self.batchings = {exact: [self._batch(prompts, groups, rows, pad_id, device)
+                                  for rows in length_batches(lengths, batch_size, exact)]
+                          for exact in ((False, True) if device.type == "cpu" else (False,))}
+
+    @staticmethod
+    def _batch(prompts: list[list[int]], groups: list[list[tuple[int, int]]], rows: list[int], pad_id: int,
+               device: torch.device) -> Batch:
+        ids, mask, pos = left_pad_ids([prompts[i] for i in rows], pad_id)
+        mask, pos = unpadded(mask.to(device), pos.to(device))
+        width = max(len(groups[i]) for i in rows)
+        targets = torch.zeros((len(rows), width), dtype=torch.long)
+        valid = torch.zeros((len(rows), width), dtype=torch.bool)
+        for r, i in enumerate(rows):
+            for j, (_, token) in enumerate(groups[i]):
+                targets[r, j], valid[r, j] = token, True
+        return Batch(ids.to(device), mask, pos, 1, [[p for p, _ in groups[i]] for i in rows], targets.to(device),
+                     valid.to(device))
 
     def extract(self, batch: Batch, logits: torch.Tensor, total: np.ndarray, count: np.ndarray,
                 greedy: np.ndarray | None = None) -> None:
