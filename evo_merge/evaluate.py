@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from evo_merge.errors import EvoMergeError
-from evo_merge.fitness.checks import shown
+from evo_merge.fitness.checks import row_view
 from evo_merge.fitness.metrics import make_metric
 from evo_merge.fitness.tasks import load_task
 
@@ -119,7 +119,6 @@ def evaluate(model, tokenizer, spec_paths: list[Path], splits: list[str], batch_
             with torch.no_grad():
                 predictions = metric.predict(model)
             scores = metric.score(predictions)
-            samples = [(task.spec.prompt.format(**row), shown(task, row, p), str(row[task.spec.answer_field]), s > 0)
-                       for row, p, s in list(zip(rows, predictions, scores))[:show]]
+            samples = [(*row_view(task, row, p), s > 0) for row, p, s in list(zip(rows, predictions, scores))[:show]]
             out.append(TaskScore(task.name, split, len(rows), float(scores.mean()), samples))
     return out

@@ -105,3 +105,37 @@ def test_unknown_lm_eval_task_is_one_line(task_dir, tmp_path):
     bad.write_text(yaml.safe_dump({"name": "x", "dataset": {"path": "x.jsonl"}, "lm_eval": {"task": "tiny_mc"}}))
     with pytest.raises(EvoMergeError, match="either dataset .* or lm_eval"):
         load_task(bad)
+
+
+def test_rows_of_an_lm_eval_task_are_shown_through_its_own_templates(task_dir, tmp_path):
+    """`evo-merge eval` and the flat-task warning show lm-eval documents with the task's
+    doc_to_text / doc_to_target (choices by name), whatever the dataset's fields are called
+    (here ctx / endings / gold: no 'question' or 'answer' field)."""
+    import json
+    from types import SimpleNamespace
+
+    from evo_merge.evaluate import evaluate
+    from evo_merge.fitness.checks import flat_task_warnings
+    from evo_merge.fitness.tasks import load_task
+
+    docs = [{"ctx": f"{i % 10}:{i // 10}=", "endings": ["1", "2", "3", "4"], "gold": i % 4} for i in range(60)]
+    folder = tmp_path / "tasks"
+    folder.mkdir()
+    (folder / "ends.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (folder / "tiny_ends.yaml").write_text(
+        f"task: tiny_ends\ndataset_path: json\ndataset_kwargs:\n  data_files: {{test: {folder / 'ends.jsonl'}}}\n"
+        "test_split: test\noutput_type: multiple_choice\ndoc_to_text: '{{ctx}}'\ndoc_to_choice: '{{endings}}'\n"
+        "doc_to_target: '{{gold}}'\nmetric_list:\n  - {metric: acc, aggregation: mean, higher_is_better: true}\n")
+    model, tok = factories.make_arch_model("llama").eval(), factories.make_tokenizer()
+    for name, include in (("tiny_ends", folder), ("tiny_gen", task_dir)):
+        spec = spec_file(tmp_path, include, name)
+        (res,) = evaluate(model, tok, [spec], ["fitness"], 16, show=3)
+        task = load_task(spec)
+        for (prompt, prediction, answer, _), row in zip(res.samples, task.fitness):
+            assert prompt == row["ctx" if name == "tiny_ends" else "question"]
+            assert answer == (row["endings"][row["gold"]] if name == "tiny_ends" else row["answer"])
+            assert prediction.strip("'") in (row["endings"] if name == "tiny_ends" else [prediction.strip("'")])
+        same = [SimpleNamespace(task_scores={name: 0.5}, predictions={name: [[(-1.0, False)] * 4] * 3}
+                                if name == "tiny_ends" else {name: [["7"]] * 3})] * 2
+        (warning,) = flat_task_warnings([task], same)
+        assert repr(task.fitness[0]["ctx" if name == "tiny_ends" else "question"]) in warning

@@ -24,6 +24,15 @@ def shown(task: Task, row: dict[str, Any], prediction: Any) -> str:
     return repr(prediction)
 
 
+def row_view(task: Task, row: dict[str, Any], prediction: Any) -> tuple[str, str, str]:
+    """A row as users see it: the prompt, the prediction as text, the answer."""
+    if task.spec.lm_eval is not None:
+        from evo_merge.fitness.lm_eval_task import lm_eval_view
+
+        return lm_eval_view(task.spec.lm_eval, row, prediction)
+    return task.spec.prompt.format(**row), shown(task, row, prediction), str(row[task.spec.answer_field])
+
+
 def flat_task_warnings(tasks: Sequence[Task], evaluations: Sequence[Any]) -> list[str]:
     """One warning per task on which every member scored the same (members' fitness evaluations,
     with predictions)."""
@@ -34,8 +43,8 @@ def flat_task_warnings(tasks: Sequence[Task], evaluations: Sequence[Any]) -> lis
             continue
         predictions = evaluations[0].predictions.get(task.name) or []
         rows = task.fitness[:SHOWN]
-        samples = "; ".join(f"{task.spec.prompt.format(**row)!r} -> {shown(task, row, p)} "
-                            f"(answer {str(row[task.spec.answer_field])!r})" for row, p in zip(rows, predictions))
+        samples = "; ".join(f"{prompt!r} -> {pred} (answer {answer!r})"
+                            for prompt, pred, answer in (row_view(task, row, p) for row, p in zip(rows, predictions)))
         out.append(f"task {task.name}: every member scores {scores[0]:.3f} on the fitness set, so selection has "
                    f"nothing to go on; check the prompt, answer_regex, add_bos and metric "
                    f"(evo-merge eval shows predictions). First predictions: {samples}")

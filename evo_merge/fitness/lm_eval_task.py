@@ -95,6 +95,23 @@ def lm_eval_documents(spec: LmEvalSpec) -> list[dict[str, Any]]:
     return [{**doc, DOC_ID: i, TASK_ID: name} for name, task in tasks.items() for i, doc in enumerate(task.eval_docs)]
 
 
+def lm_eval_view(cfg: LmEvalSpec, row: dict[str, Any], prediction: Any) -> tuple[str, str, str]:
+    """A document as users see it: the prompt (the task's ``doc_to_text``), the prediction as
+    text (the chosen choice or the generation) and the answer (``doc_to_target``)."""
+    tasks = lm_tasks(cfg.task, cfg.include_path, cfg.num_fewshot)
+    task = tasks[row.get(TASK_ID) or next(iter(tasks))]
+    doc = task.eval_docs[int(row[DOC_ID])]
+    target = task.doc_to_target(doc)
+    if task.OUTPUT_TYPE == "multiple_choice":
+        choices = task.doc_to_choice(doc)
+        answer = choices[target] if isinstance(target, int) else target
+        picked = choices[int(np.argmax([ll for ll, _ in prediction]))] if prediction else None
+        return str(task.doc_to_text(doc)), repr(picked), str(answer)
+    answer = target[0] if isinstance(target, list) and target else target
+    text = prediction[0] if isinstance(prediction, list) and prediction else prediction
+    return str(task.doc_to_text(doc)), repr(text), str(answer)
+
+
 class LmEvalMetric:
     """Scores documents of an lm-eval task (``examples`` carry their doc ids)."""
 
