@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from evo_merge.errors import EvoMergeError
 from evo_merge.fitness.checks import row_view
+from evo_merge.fitness.lm_eval_task import TASK_ID
 from evo_merge.fitness.metrics import make_metric
 from evo_merge.fitness.tasks import load_task
 
@@ -27,6 +29,7 @@ class TaskScore:
     rows: int
     score: float
     samples: list[tuple[str, str, str, bool]] = field(default_factory=list)  # prompt, prediction, answer, right
+    by_task: dict[str, tuple[float, int]] = field(default_factory=dict)  # an lm-eval group's: score, rows per task
 
 
 def split_target(target: str) -> tuple[Path, int | None]:
@@ -120,5 +123,12 @@ def evaluate(model, tokenizer, spec_paths: list[Path], splits: list[str], batch_
                 predictions = metric.predict(model)
             scores = metric.score(predictions)
             samples = [(*row_view(task, row, p), s > 0) for row, p, s in list(zip(rows, predictions, scores))[:show]]
-            out.append(TaskScore(task.name, split, len(rows), float(scores.mean()), samples))
+            out.append(TaskScore(task.name, split, len(rows), float(scores.mean()), samples, _by_task(rows, scores)))
     return out
+
+
+def _by_task(rows: list[dict[str, Any]], scores: np.ndarray) -> dict[str, tuple[float, int]]:
+    """For the rows of an lm-eval group: each task's mean score and row count."""
+    names = [row.get(TASK_ID) for row in rows]
+    return {name: (float(scores[[n == name for n in names]].mean()), names.count(name))
+            for name in sorted(set(names) - {None})}

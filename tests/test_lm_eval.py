@@ -139,3 +139,12 @@ def test_rows_of_an_lm_eval_task_are_shown_through_its_own_templates(task_dir, t
                                 if name == "tiny_ends" else {name: [["7"]] * 3})] * 2
         (warning,) = flat_task_warnings([task], same)
         assert repr(task.fitness[0]["ctx" if name == "tiny_ends" else "question"]) in warning
+
+
+def test_eval_of_a_group_gives_each_tasks_score(task_dir, tmp_path):
+    from evo_merge.evaluate import evaluate
+
+    model, tok = factories.make_arch_model("llama").eval(), factories.make_tokenizer()
+    (res,) = evaluate(model, tok, [spec_file(tmp_path, task_dir, "tiny_group")], ["test"], 16, show=2)
+    assert set(res.by_task) == {"tiny_mc_a", "tiny_mc_b"} and sum(n for _, n in res.by_task.values()) == res.rows == 20
+    assert sum(s * n for s, n in res.by_task.values()) / res.rows == pytest.approx(res.score)

@@ -39,3 +39,6 @@ def eval_(target: str = typer.Argument(..., metavar="MODEL_DIR|ADAPTER_DIR|RUN_D
         for prompt, prediction, answer, right in res.samples:
             table.add_row(prompt, prediction, repr(answer), "ok" if right else "wrong")
         console.print(table)
+        if res.by_task:
+            console.print("by task: " + ", ".join(f"{name} {score:.4f} ({rows} rows)"
+                                                  for name, (score, rows) in res.by_task.items()))
