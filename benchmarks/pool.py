@@ -134,9 +134,12 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "skills.yaml")
     parser.add_argument("--jobs", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=["throughput", "idle"], help="run one of the two parts")
     args = parser.parse_args()
-    throughput(args.config, args.jobs, args.repeats)
-    idle_time(args.config)
+    if args.only != "idle":
+        throughput(args.config, args.jobs, args.repeats)
+    if args.only != "throughput":
+        idle_time(args.config)
 
 
 if __name__ == "__main__":

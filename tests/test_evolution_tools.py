@@ -136,6 +136,48 @@ def test_a_run_with_the_stall_rule_records_it_and_resumes_identically(tiny_lora,
     assert signature(cut.out) == signature(whole.out)
 
 
+@pytest.mark.parametrize("fraction", [0.2, 0.35, 0.5, 0.7, 0.9])
+def test_the_stall_rule_acts_in_async_mode_and_resumes_identically(tiny_lora, tmp_path, fraction):
+    """In the steady-state mode the rule is checked at each report: its immigrants join as they
+    finish (recorded with the next report's event), offspring until then mutate with the
+    boosted sigma, and a run cut anywhere resumes to the uninterrupted one."""
+    import factories
+    from evo_merge.config import load_run_config
+    from evo_merge.runner import execute, prepare, resume_run
+    from evo_merge.store import RunStore
+    from signatures import signature
+    from test_resume import CrashAt
+
+    task = factories.write_task(tmp_path)
+    evo = {"generations": 8, "population_size": 4,
+           "stall": {"patience": 1, "min_spread": 1.0, "actions": ["immigrants", "boost"]},
+           "crossover": {"rate": 0.5, "methods": [{"method": "linear"}]},
+           "mutation": {"mode": "gaussian", "sigma": 0.01, "sigma_mode": "absolute"}}
+    cfg_path = factories.write_run_config(tmp_path, tiny_lora, task, **evo)
+    overrides = {"pool.mode": "async", "pool.backend": "local", "lora.mode": "exact"}
+    whole = load_run_config(cfg_path, {**overrides, "out": str(tmp_path / "whole")})
+    prepared = prepare(whole)
+    counter = CrashAt(10**9)
+    execute(whole, counter, prepared)
+    with RunStore.open(whole.out) as store:
+        inds = {i.id: i for i in store.lineage.all()}
+        events = [(g["generation"], e) for g in store.lineage.generations() for e in g["events"]]
+        assert len(events) >= 2, "a spread under 1.0 is a stall at every report the rule did not act in"
+        for gen, event in events:
+            assert event["actions"] == ["immigrants", "boost"] and event["boost"] == 3.0 and event["immigrants"]
+            assert all(inds[i].generation == gen and inds[i].operator == inds[event["immigrants"][0]].operator
+                       for i in event["immigrants"])
+        boosted = {round(i.params["sigma"], 6) for i in inds.values() if i.params and "sigma" in i.params}
+        assert boosted == {0.01, 0.03}  # boosted after a stall, plain otherwise
+        offspring = sum(g["offspring"] for g in store.lineage.generations() if g["generation"] > 0)
+        assert offspring == 8 * 4 // 2  # immigrants are no part of the offspring budget
+    cut = load_run_config(cfg_path, {**overrides, "out": str(tmp_path / "cut")})
+    with pytest.raises(KeyboardInterrupt):
+        execute(cut, CrashAt(int(fraction * (10**9 - counter.n))), prepared)
+    resume_run(cut.out, prepared=prepared)
+    assert signature(cut.out) == signature(whole.out)
+
+
 def test_overrides_never_edit_the_callers_values(tmp_path):
     """A baseline's settings dict reused by another baseline stays as it was (an aliasing bug once
     turned GENOME's crossover rate to Model Swarms' 0)."""

@@ -57,8 +57,9 @@ class Planner:
             recipes += op.plan(self.ctx, population, fit, op.Config.model_validate(choice.params))
         return recipes
 
-    def one(self, population: Sequence[int]) -> Recipe:
-        """One offspring for steady-state mode: a crossover with probability ``rate``, else a mutant."""
+    def one(self, population: Sequence[int], boost: float = 1.0) -> Recipe:
+        """One offspring for steady-state mode: a crossover with probability ``rate``, else a mutant
+        (sigma times ``boost``)."""
         cx = self.evo.crossover
         fit = self.state.fitness(population)
         examples = self.state.examples(population)
@@ -66,7 +67,7 @@ class Planner:
             return plan_crossover(cx, self.ctx, fit, population, examples)
         parent = population[choose_parents(cx.parent_selection, fit, 1, self.rng, tournament_size=cx.tournament_size,
                                            examples=examples)[0]]
-        return mutation_recipe(self.evo.mutation, self.ctx, parent, members=self.state.member_ids)
+        return mutation_recipe(self.evo.mutation, self.ctx, parent, boost, members=self.state.member_ids)
 
     def succession(self, pool: Sequence[int], generation: int) -> list[Recipe]:
         return plan_succession(self.evo.succession, self.ctx, pool, generation, self.state.fitness_of,
