@@ -9,14 +9,17 @@ A random-init Llama of 134 M parameters (hidden 768, 12 layers, Llama-2's vocabu
 thousand ids; values do not change these costs) and
 a local lm-eval task of ``--rows`` MMLU-style rows: a question, four lettered choices and
 "Answer:", scored by the log-likelihood of " A", " B", " C", " D". Both score the same
-documents with the model already loaded, in this process, on CPU: lm-eval's
+documents with the model already loaded, on CPU, each side in a fresh process of its own
+(the two alternate ``--repeat`` times): lm-eval's
 ``simple_evaluate`` (its HF model, batch size ``--batch``), and evo-merge's metric for
 the same task spec (``lm_eval:``). Two measurements:
 
 - one evaluation from scratch: each side builds the requests, tokenizes and scores;
 - one more model of many (what every individual of a run costs): lm-eval with its own
   request cache (``cache_requests=True``, after one warm-up call), evo-merge with the
-  metric built once, as a run builds it.
+  metric built once, as a run builds it (after one warm-up evaluation). evo-merge's process
+  has the malloc settings its ``ModelHost`` makes on a CPU (``evo_merge/fitness/heap.py``);
+  ``--same-heap`` gives them to lm-eval's process too.
 
 Median wall time of ``--repeat`` runs, and whether every document's score is equal.
 """
@@ -28,8 +31,11 @@ import json
 import os
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from unittest import mock
 
@@ -97,6 +103,77 @@ def write_task(folder: Path, rows: int, subjects: int = 1) -> str:
     return "speed_group"
 
 
+def child(args) -> None:
+    """One side's measurements in this process (the parent runs each side in its own, so that
+    neither inherits the other's process state, e.g. evo-merge's malloc settings)."""
+    os.environ["LM_HARNESS_CACHE_PATH"] = tempfile.mkdtemp(prefix="lm-eval-cache-")  # read when lm_eval is imported
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from evo_merge.fitness.cpu_linear import onednn_linears
+    from evo_merge.fitness.heap import keep_freed_memory
+    from evo_merge.fitness.lm_eval_task import _REQUESTS, DOC_ID, TASK_ID, LmEvalSpec, lm_eval_documents
+    from evo_merge.fitness.metrics import make_metric
+    from evo_merge.fitness.tasks import TaskSpec
+
+    torch.set_grad_enabled(False)
+    tmp = Path(args.child_dir)
+    name = args.task_name
+    model = AutoModelForCausalLM.from_pretrained(tmp / "model").eval()
+    tok = AutoTokenizer.from_pretrained(tmp / "model")
+    spec = TaskSpec(name=name, lm_eval=LmEvalSpec(task=name, include_path=str(tmp), num_fewshot=args.fewshot))
+    docs = lm_eval_documents(spec.lm_eval)
+    if args.child == "evo-merge" or args.same_heap:
+        keep_freed_memory()  # what evo-merge's ModelHost does on a CPU
+
+    if args.child == "lm-eval":
+        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.lm_eval_batch or args.batch)
+
+        def theirs(cache: bool = False):
+            res = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=TaskManager(include_path=str(tmp)),
+                                          num_fewshot=args.fewshot, log_samples=True, verbosity="ERROR",
+                                          cache_requests=cache)
+            return {f"{task}/{s['doc_id']}": float(s["acc"]) for task, rows in res["samples"].items() for s in rows}
+
+        theirs(cache=True)  # warm lm-eval's request cache
+        runs = {"scratch": theirs, "more": lambda: theirs(cache=True)}
+    else:
+        cpu = torch.device("cpu")
+
+        def predict(metric) -> list:  # as evo-merge's evaluator runs a metric
+            with (onednn_linears(model, cpu) if not args.mkl else nullcontext()):
+                return metric.predict(model)
+
+        def ours():
+            _REQUESTS.clear()  # build the requests again each time, as lm-eval does
+            metric = make_metric(spec, docs, tok, cpu, args.batch)
+            return metric.score(predict(metric))
+
+        built = make_metric(spec, docs, tok, cpu, args.batch)
+        predict(built)  # warm up, as lm-eval's side is
+        runs = {"scratch": ours, "more": lambda: built.score(predict(built))}
+        if args.padded_too:
+            from evo_merge.fitness import scoring
+
+            def padded() -> list:
+                with mock.patch.object(scoring, "BY_LENGTH_MIN_LAYER_PARAMS", float("inf")):  # as on a GPU
+                    return built.score(predict(built))
+            runs["padded"] = padded
+    out = {"times": {}, "threads": torch.get_num_threads(), "lm_eval": lm_eval.__version__,
+           "params": sum(p.numel() for p in model.parameters()), "vocab": model.config.vocab_size, "used": len(tok)}
+    for side, fn in runs.items():
+        start = time.perf_counter()
+        result = fn()
+        out["times"][side] = time.perf_counter() - start
+        if isinstance(result, dict):
+            out["scores"] = result
+        else:
+            out["scores"] = {f"{d.get(TASK_ID, name)}/{d[DOC_ID]}": float(v) for d, v in zip(docs, result)}
+    Path(args.child_out).write_text(json.dumps(out))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200)
@@ -106,82 +183,53 @@ def main() -> None:
                         "(1: lm-eval's own default, as `lm_eval --model hf` runs without --batch_size)")
     parser.add_argument("--padded-too", action="store_true", help="also time evo-merge with the rows batched "
                         "as on a GPU (the shortest rows left, left-padded, with an attention mask)")
+    parser.add_argument("--same-heap", action="store_true", help="give lm-eval's process evo-merge's malloc "
+                        "settings too (evo_merge/fitness/heap.py), to see what they alone are worth")
+    parser.add_argument("--mkl", action="store_true", help="evo-merge's linear layers on torch's default (MKL) "
+                        "instead of oneDNN (evo_merge/fitness/cpu_linear.py), to see what oneDNN alone is worth")
     parser.add_argument("--subjects", type=int, default=1, help="a group of this many tasks (MMLU's subjects: "
                         "each its own rows, description line and dev split) instead of one task")
     parser.add_argument("--fewshot", type=int, default=0, help="few-shot examples in front of every prompt (the "
                         "same K for every row, as MMLU's dev split gives)")
+    parser.add_argument("--child", choices=("lm-eval", "evo-merge"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    parser.add_argument("--task-name", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    os.environ["LM_HARNESS_CACHE_PATH"] = tempfile.mkdtemp(prefix="lm-eval-cache-")  # read when lm_eval is imported
-    import lm_eval
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from evo_merge.fitness.lm_eval_task import _REQUESTS, DOC_ID, TASK_ID, LmEvalSpec, lm_eval_documents
-    from evo_merge.fitness.metrics import make_metric
-    from evo_merge.fitness.tasks import TaskSpec
-
-    torch.set_grad_enabled(False)
+    if args.child:
+        return child(args)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         build_model(tmp / "model")
         name = write_task(tmp, args.rows, args.subjects)
-        model = AutoModelForCausalLM.from_pretrained(tmp / "model").eval()
-        tok = AutoTokenizer.from_pretrained(tmp / "model")
-        params = sum(p.numel() for p in model.parameters())
-        their_batch = args.lm_eval_batch or args.batch
-        lm = HFLM(pretrained=model, tokenizer=tok, batch_size=their_batch)
-        spec = TaskSpec(name=name, lm_eval=LmEvalSpec(task=name, include_path=str(tmp),
-                                                             num_fewshot=args.fewshot))
-        docs = lm_eval_documents(spec.lm_eval)
-
-        def theirs(cache: bool = False):
-            res = lm_eval.simple_evaluate(model=lm, tasks=[name], task_manager=TaskManager(include_path=str(tmp)),
-                                          num_fewshot=args.fewshot, log_samples=True, verbosity="ERROR",
-                                          cache_requests=cache)
-            return {(task, s["doc_id"]): float(s["acc"]) for task, rows in res["samples"].items() for s in rows}
-
-        def ours():
-            _REQUESTS.clear()  # build the requests again each time, as lm-eval does
-            metric = make_metric(spec, docs, tok, torch.device("cpu"), args.batch)
-            return metric.score(metric.predict(model))
-
-        built = make_metric(spec, docs, tok, torch.device("cpu"), args.batch)
-        theirs(cache=True)  # warm lm-eval's request cache
-        runs = {"lm-eval": theirs, "evo-merge": ours, "lm-eval, requests cached": lambda: theirs(cache=True),
-                "evo-merge, metric built once": lambda: built.score(built.predict(model))}
-        if args.padded_too:
-            from evo_merge.fitness import scoring
-
-            def padded() -> list:
-                with mock.patch.object(scoring, "BY_LENGTH_MIN_LAYER_PARAMS", float("inf")):  # as on a GPU
-                    return built.score(built.predict(model))
-            runs["evo-merge, padded batches"] = padded
-        times: dict[str, list[float]] = {side: [] for side in runs}
-        results = {}
-        for _ in range(args.repeat):
-            for side, fn in runs.items():
-                start = time.perf_counter()
-                results[side] = fn()
-                times[side].append(time.perf_counter() - start)
-        reference = results["lm-eval"]
-        equal = all(float(results[side][i]) == reference[(d.get(TASK_ID, name), d[DOC_ID])]
-                    for side in runs if side.startswith("evo-merge") for i, d in enumerate(docs))
-        t = {side: statistics.median(v) for side, v in times.items()}
-        print(f"model {params / 1e6:.0f} M parameters, vocabulary {model.config.vocab_size} ({len(tok)} used), "
+        times: dict[str, list[float]] = {}
+        results: dict[str, dict] = {}
+        for _ in range(args.repeat):  # the two sides alternate, each a fresh process
+            for side in ("lm-eval", "evo-merge"):
+                out = tmp / f"{side}.json"
+                subprocess.run([sys.executable, __file__, *sys.argv[1:], "--child", side, "--child-dir", str(tmp),
+                                "--child-out", str(out), "--task-name", name], check=True)
+                results[side] = json.loads(out.read_text())
+                for what, seconds in results[side]["times"].items():
+                    times.setdefault(f"{side}/{what}", []).append(seconds)
+        theirs, ours = results["lm-eval"], results["evo-merge"]
+        equal = theirs["scores"] == ours["scores"] and len(ours["scores"]) == args.rows
+        t = {key: statistics.median(v) for key, v in times.items()}
+        print(f"model {ours['params'] / 1e6:.0f} M parameters, vocabulary {ours['vocab']} ({ours['used']} used), "
               f"{args.rows} rows x 4 choices ({args.subjects} subject(s)), {args.fewshot}-shot, "
-              f"batch {their_batch} (lm-eval) {args.batch} (evo-merge), "
-              f"torch threads {torch.get_num_threads()}, lm-eval {lm_eval.__version__}; median of {args.repeat}")
-        print(f"from scratch:     lm-eval {t['lm-eval']:.2f} s, evo-merge {t['evo-merge']:.2f} s "
-              f"= {t['evo-merge'] / t['lm-eval']:.2f} x")
-        print(f"one more model:   lm-eval {t['lm-eval, requests cached']:.2f} s, evo-merge "
-              f"{t['evo-merge, metric built once']:.2f} s = "
-              f"{t['evo-merge, metric built once'] / t['lm-eval, requests cached']:.2f} x")
+              f"batch {args.lm_eval_batch or args.batch} (lm-eval) {args.batch} (evo-merge), "
+              f"torch threads {ours['threads']}, lm-eval {ours['lm_eval']}; each side in its own process"
+              f"{', lm-eval with evo-merge malloc settings' if args.same_heap else ''}"
+              f"{', evo-merge on MKL' if args.mkl else ''}; median of {args.repeat}")
+        for label, what in (("from scratch:  ", "scratch"), ("one more model:", "more")):
+            print(f"{label}   lm-eval {t['lm-eval/' + what]:.2f} s, evo-merge {t['evo-merge/' + what]:.2f} s "
+                  f"= {t['evo-merge/' + what] / t['lm-eval/' + what]:.2f} x")
         if args.padded_too:
-            print(f"padded batches:   evo-merge {t['evo-merge, padded batches']:.2f} s (by length: "
-                  f"{t['evo-merge, metric built once']:.2f} s)")
-        print(f"accuracy {np.mean(results['evo-merge']):.3f} vs {np.mean(list(reference.values())):.3f}; "
-              f"every document's score equal: {equal}")
+            print(f"padded batches:   evo-merge {t['evo-merge/padded']:.2f} s (by length: "
+                  f"{t['evo-merge/more']:.2f} s)")
+        print(f"accuracy {np.mean(list(ours['scores'].values())):.3f} vs {np.mean(list(theirs['scores'].values())):.3f}"
+              f"; every document's score equal: {equal}")
+
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,8 @@ import torch
 
 from evo_merge.errors import EvoMergeError
 from evo_merge.fitness.checks import row_view
+from evo_merge.fitness.cpu_linear import onednn_linears
+from evo_merge.fitness.heap import keep_freed_memory
 from evo_merge.fitness.lm_eval_task import TASK_ID
 from evo_merge.fitness.metrics import make_metric
 from evo_merge.fitness.tasks import load_task
@@ -111,6 +113,8 @@ def evaluate(model, tokenizer, spec_paths: list[Path], splits: list[str], batch_
              show: int = 5) -> list[TaskScore]:
     """Score ``model`` on each task's splits; keep the first ``show`` predictions of each."""
     device = next(model.parameters()).device
+    if device.type == "cpu":
+        keep_freed_memory()
     out = []
     for spec_path in spec_paths:
         task = load_task(spec_path)
@@ -119,7 +123,7 @@ def evaluate(model, tokenizer, spec_paths: list[Path], splits: list[str], batch_
             if not rows:
                 continue
             metric = make_metric(task.spec, rows, tokenizer, device, batch_size)
-            with torch.no_grad():
+            with torch.no_grad(), onednn_linears(model, device):
                 predictions = metric.predict(model)
             scores = metric.score(predictions)
             samples = [(*row_view(task, row, p), s > 0) for row, p, s in list(zip(rows, predictions, scores))[:show]]

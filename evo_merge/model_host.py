@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from evo_merge.errors import EvoMergeError
+from evo_merge.fitness.heap import keep_freed_memory
 from evo_merge.genome import Genome, GenomeLayout
 
 
@@ -70,6 +71,8 @@ class ModelHost:
         hf_logging.disable_progress_bar()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.layout = layout
         self.tokenizer = load_tokenizer(base_dir, trust_remote_code)
         try:

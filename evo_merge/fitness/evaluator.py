@@ -15,6 +15,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from evo_merge.fitness.cpu_linear import onednn_linears
 from evo_merge.fitness.metrics import Metric, NegativeLoss, make_metric
 from evo_merge.fitness.tasks import Task
 from evo_merge.genome import Genome
@@ -38,6 +39,10 @@ class Evaluation:
 
 class Evaluator(Protocol):
     """What the engine needs from whoever scores genomes (in process, or a Ray pool)."""
+
+    def _kernels(self):
+        """Scoring on a CPU runs float32 linear layers on oneDNN where that pays (``cpu_linear.py``)."""
+        return onednn_linears(self.host.model, self.host.device)
 
     def evaluate(self, genome: Genome, split: str = "fitness", loss: bool = False) -> Evaluation: ...
 
@@ -84,10 +89,15 @@ class LocalEvaluator:
             self.split_weights[split] = self.split_weights["fitness"]
         return self.metrics[split]
 
+    def _kernels(self):
+        """Scoring on a CPU runs float32 linear layers on oneDNN where that pays (``cpu_linear.py``)."""
+        return onednn_linears(self.host.model, self.host.device)
+
     def evaluate(self, genome: Genome, split: str = "fitness", loss: bool = False) -> Evaluation:
         start = time.perf_counter()
         self.host.install(genome)
-        preds = {name: m.predict(self.host.model) for name, m in self._split(split).items()}
+        with self._kernels():
+            preds = {name: m.predict(self.host.model) for name, m in self._split(split).items()}
         ev = self._from_predictions(preds, split)
         if loss:
             ev.loss = self._loss(split)
@@ -106,7 +116,8 @@ class LocalEvaluator:
         start = time.perf_counter()
         if getattr(self, "_slots", None) is None or len(self._slots.names) < slots:
             self._slots = MultiLoraSlots(self.host, slots)
-        preds = {name: predict_many(self._slots, m, genomes, max_rows) for name, m in metrics.items()}
+        with self._kernels():
+            preds = {name: predict_many(self._slots, m, genomes, max_rows) for name, m in metrics.items()}
         seconds = (time.perf_counter() - start) / len(genomes)
         out = []
         for i in range(len(genomes)):
@@ -121,8 +132,9 @@ class LocalEvaluator:
             self._loss_metrics[split] = {
                 t.name: NegativeLoss(t.spec, t.examples(split), self.host.tokenizer, self.host.device,
                                      self.batch_size) for t, _ in self.tasks if t.examples(split)}
-        per_task = {name: -float(np.mean(m.predict(self.host.model)))
-                    for name, m in self._loss_metrics[split].items()}
+        with self._kernels():
+            per_task = {name: -float(np.mean(m.predict(self.host.model)))
+                        for name, m in self._loss_metrics[split].items()}
         return float(sum(self.weights[n] * v for n, v in per_task.items()))
 
     def ensemble(self, evaluations: Sequence[Evaluation], split: str = "fitness") -> Evaluation:

@@ -46,6 +46,12 @@ def last_layer(model: torch.nn.Module) -> torch.nn.Module | None:
     return layers[-1] if isinstance(layers, torch.nn.ModuleList) and len(layers) else None
 
 
+def layer_params(model: torch.nn.Module) -> int:
+    """Parameters of the model's last decoder layer (0 where it has none)."""
+    layer = last_layer(model)
+    return 0 if layer is None else sum(p.numel() for p in layer.parameters())
+
+
 @contextmanager
 def scored_positions_only(model: torch.nn.Module, keep: int | torch.Tensor) -> Iterator[None]:
     """Within the block, the model's last decoder layer runs its attention output projection

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from evo_merge.fitness.last_layer import last_layer, scored_positions_only
+from evo_merge.fitness.last_layer import layer_params, scored_positions_only
 
 Pair = tuple[list[int], list[int]]
 
@@ -79,9 +79,7 @@ def left_pad_ids(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torc
 
 def by_length(model: torch.nn.Module, device: torch.device) -> bool:
     """Whether rows are batched by length for this model (on a CPU, layers not tiny)."""
-    layer = last_layer(model)
-    return device.type == "cpu" and layer is not None and \
-        sum(p.numel() for p in layer.parameters()) >= BY_LENGTH_MIN_LAYER_PARAMS
+    return device.type == "cpu" and layer_params(model) >= BY_LENGTH_MIN_LAYER_PARAMS
 
 
 class _Scorer:
