@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -125,7 +126,7 @@ def child(args) -> None:
     tok = AutoTokenizer.from_pretrained(tmp / "model")
     spec = TaskSpec(name=name, lm_eval=LmEvalSpec(task=name, include_path=str(tmp), num_fewshot=args.fewshot))
     docs = lm_eval_documents(spec.lm_eval)
-    if args.child == "evo-merge" or args.same_heap:
+    if (args.child == "evo-merge" and not args.default_heap) or (args.child == "lm-eval" and args.same_heap):
         keep_freed_memory()  # what evo-merge's ModelHost does on a CPU
 
     if args.child == "lm-eval":
@@ -164,9 +165,11 @@ def child(args) -> None:
     out = {"times": {}, "threads": torch.get_num_threads(), "lm_eval": lm_eval.__version__,
            "params": sum(p.numel() for p in model.parameters()), "vocab": model.config.vocab_size, "used": len(tok)}
     for side, fn in runs.items():
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         start = time.perf_counter()
         result = fn()
         out["times"][side] = time.perf_counter() - start
+        out.setdefault("faults", {})[side] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         if isinstance(result, dict):
             out["scores"] = result
         else:
@@ -185,6 +188,8 @@ def main() -> None:
                         "as on a GPU (the shortest rows left, left-padded, with an attention mask)")
     parser.add_argument("--same-heap", action="store_true", help="give lm-eval's process evo-merge's malloc "
                         "settings too (evo_merge/fitness/heap.py), to see what they alone are worth")
+    parser.add_argument("--default-heap", action="store_true", help="evo-merge's process with glibc's malloc "
+                        "defaults (without evo_merge/fitness/heap.py's settings), to see what they alone are worth")
     parser.add_argument("--mkl", action="store_true", help="evo-merge's linear layers on torch's default (MKL) "
                         "instead of oneDNN (evo_merge/fitness/cpu_linear.py), to see what oneDNN alone is worth")
     parser.add_argument("--subjects", type=int, default=1, help="a group of this many tasks (MMLU's subjects: "
@@ -203,6 +208,7 @@ def main() -> None:
         build_model(tmp / "model")
         name = write_task(tmp, args.rows, args.subjects)
         times: dict[str, list[float]] = {}
+        faults: dict[str, list[int]] = {}
         results: dict[str, dict] = {}
         for _ in range(args.repeat):  # the two sides alternate, each a fresh process
             for side in ("lm-eval", "evo-merge"):
@@ -212,6 +218,7 @@ def main() -> None:
                 results[side] = json.loads(out.read_text())
                 for what, seconds in results[side]["times"].items():
                     times.setdefault(f"{side}/{what}", []).append(seconds)
+                    faults.setdefault(f"{side}/{what}", []).append(results[side]["faults"][what])
         theirs, ours = results["lm-eval"], results["evo-merge"]
         equal = theirs["scores"] == ours["scores"] and len(ours["scores"]) == args.rows
         t = {key: statistics.median(v) for key, v in times.items()}
@@ -220,10 +227,13 @@ def main() -> None:
               f"batch {args.lm_eval_batch or args.batch} (lm-eval) {args.batch} (evo-merge), "
               f"torch threads {ours['threads']}, lm-eval {ours['lm_eval']}; each side in its own process"
               f"{', lm-eval with evo-merge malloc settings' if args.same_heap else ''}"
-              f"{', evo-merge on MKL' if args.mkl else ''}; median of {args.repeat}")
+              f"{', evo-merge on MKL' if args.mkl else ''}"
+              f"{', evo-merge with the default heap' if args.default_heap else ''}; median of {args.repeat}")
         for label, what in (("from scratch:  ", "scratch"), ("one more model:", "more")):
             print(f"{label}   lm-eval {t['lm-eval/' + what]:.2f} s, evo-merge {t['evo-merge/' + what]:.2f} s "
-                  f"= {t['evo-merge/' + what] / t['lm-eval/' + what]:.2f} x")
+                  f"= {t['evo-merge/' + what] / t['lm-eval/' + what]:.2f} x (page faults: lm-eval "
+                  f"{statistics.median(faults['lm-eval/' + what]):.0f}, evo-merge "
+                  f"{statistics.median(faults['evo-merge/' + what]):.0f})")
         if args.padded_too:
             print(f"padded batches:   evo-merge {t['evo-merge/padded']:.2f} s (by length: "
                   f"{t['evo-merge/more']:.2f} s)")

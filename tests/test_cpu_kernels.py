@@ -56,7 +56,7 @@ def test_onednn_linears_give_the_plain_forward_values(arch, peft, routed):
 
 
 @needs_onednn
-def test_onednn_is_left_alone_with_gradients_small_models_and_other_devices(routed, monkeypatch):
+def test_onednn_is_left_alone_with_gradients_small_models_other_devices_and_when_off(routed, monkeypatch):
     model = factories.make_arch_model("llama")
     ids = torch.tensor([[3, 4, 5]])
     with onednn_linears(model, CPU):
@@ -66,6 +66,8 @@ def test_onednn_is_left_alone_with_gradients_small_models_and_other_devices(rout
     assert not uses_onednn(model, CPU)  # a tiny model: oneDNN's fixed cost per call is more than it saves
     monkeypatch.setattr(cpu_linear, "MIN_LAYER_PARAMS", 0)
     assert uses_onednn(model, CPU) and not uses_onednn(model, torch.device("meta"))
+    monkeypatch.setenv("EVO_MERGE_ONEDNN", "0")
+    assert not uses_onednn(model, CPU)
 
 
 @needs_onednn

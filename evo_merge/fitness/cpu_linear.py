@@ -12,11 +12,14 @@ order differs (about 1e-6 relative).
 ``torch.ops.mkldnn._linear_pointwise`` (the op torch's own compiler emits for CPU linear
 layers) for models whose decoder layers have at least ``MIN_LAYER_PARAMS`` parameters, on a
 CPU where torch has oneDNN; elsewhere, and for smaller models (where oneDNN's fixed cost per
-call is larger than the gain), the block runs unchanged.
+call is larger than the gain), the block runs unchanged, and so it does with
+``EVO_MERGE_ONEDNN=0`` (torch's default kernels, e.g. to compare on an Intel CPU, where MKL
+runs its AVX-512 kernels itself).
 """
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
@@ -50,7 +53,8 @@ class _OneDnnLinear(TorchFunctionMode):
 
 
 def uses_onednn(model: torch.nn.Module, device: torch.device) -> bool:
-    return device.type == "cpu" and _available() and layer_params(model) >= MIN_LAYER_PARAMS
+    return (device.type == "cpu" and os.environ.get("EVO_MERGE_ONEDNN") != "0" and _available()
+            and layer_params(model) >= MIN_LAYER_PARAMS)
 
 
 @contextmanager
