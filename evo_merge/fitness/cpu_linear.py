@@ -3,9 +3,9 @@
 torch runs a float32 ``F.linear`` on a CPU as MKL's sgemm. MKL chooses its code by CPU
 vendor: on AMD processors it runs its AVX2 kernels even where the CPU has AVX-512, while
 oneDNN, which torch also ships, chooses by instruction set. On this project's CPU (AMD
-EPYC, Zen 5, 2 cores) oneDNN's matmul runs the decoder's shapes at 360-405 GFLOP/s against
-MKL's 165-185 (``benchmarks/BENCHMARKS.md``), and one evaluation of 200 prompts on a 134 M
-model takes half the time. Results are float32 matmuls either way; only the summation
+EPYC, Zen 5, 2 cores) oneDNN runs a decoder's shapes at 2.0-2.4 x MKL's rate
+(``benchmarks/cpu_matmul.py``), and one evaluation of 200 prompts on a 134 M model takes
+about half the time. Results are float32 matmuls either way; only the summation
 order differs (about 1e-6 relative).
 
 ``onednn_linears(model, device)`` routes every float32 ``F.linear`` of the block through

@@ -40,10 +40,6 @@ class Evaluation:
 class Evaluator(Protocol):
     """What the engine needs from whoever scores genomes (in process, or a Ray pool)."""
 
-    def _kernels(self):
-        """Scoring on a CPU runs float32 linear layers on oneDNN where that pays (``cpu_linear.py``)."""
-        return onednn_linears(self.host.model, self.host.device)
-
     def evaluate(self, genome: Genome, split: str = "fitness", loss: bool = False) -> Evaluation: ...
 
     def ensemble(self, evaluations: Sequence[Evaluation], split: str = "fitness") -> Evaluation: ...

@@ -17,13 +17,13 @@ done off Linux/glibc, where the user has set malloc's own variables (``MALLOC_*_
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
 KEEP_BELOW = 32 << 20  # bytes: smaller blocks are served from the heap
 TRIM_ABOVE = 512 << 20  # bytes: free memory at the heap's top returned to the OS only above this
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
-_state: dict[str, bool] = {}
 
 
 def _user_tuned() -> bool:
@@ -31,15 +31,14 @@ def _user_tuned() -> bool:
             or any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ))
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Set glibc's thresholds as above, once; whether they are in effect."""
-    if "on" not in _state:
-        _state["on"] = False
-        if sys.platform.startswith("linux") and not _user_tuned():
-            try:
-                mallopt = ctypes.CDLL("libc.so.6").mallopt
-            except (OSError, AttributeError):  # not glibc (musl, ...)
-                return False
-            mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-            _state["on"] = mallopt(_M_MMAP_THRESHOLD, KEEP_BELOW) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_ABOVE) == 1
-    return _state["on"]
+    if not sys.platform.startswith("linux") or _user_tuned():
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return mallopt(_M_MMAP_THRESHOLD, KEEP_BELOW) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_ABOVE) == 1
