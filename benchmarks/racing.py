@@ -37,13 +37,18 @@ def rows_scored(run_dir: Path, per_individual: int) -> int:
 
 VARIANTS: dict[str, dict | None] = {
     "full": None,
-    "hoeffding": {"rule": "hoeffding", "search": "race"},
-    "estimate": {"rule": "estimate", "search": "race"},
-    "halving": {"rule": "halving", "search": "first_stage"},
+    # the default: the run's selection decides, rows where the population differs first
+    "survival": {"rule": "survival", "order": "informative", "search": "first_stage"},
+    "survival-given": {"rule": "survival", "order": "given", "search": "first_stage"},
+    "halving-informative": {"rule": "halving", "order": "informative", "search": "first_stage"},
+    # the rules as first measured (rows in the given order)
+    "hoeffding": {"rule": "hoeffding", "order": "given", "search": "race"},
+    "estimate": {"rule": "estimate", "order": "given", "search": "race"},
+    "halving": {"rule": "halving", "order": "given", "search": "first_stage"},
     # where the rows are saved: offspring only, search candidates only, and two stages
-    "offspring-only": {"rule": "halving", "search": "full"},
-    "search-only": {"rule": "halving", "keep": 1.0, "search": "first_stage"},
-    "two-stage": {"rule": "halving", "stages": [0.25, 1.0], "keep": 0.4, "search": "first_stage"},
+    "offspring-only": {"rule": "halving", "order": "given", "search": "full"},
+    "search-only": {"rule": "halving", "order": "given", "keep": 1.0, "search": "first_stage"},
+    "two-stage": {"rule": "halving", "order": "given", "stages": [0.25, 1.0], "keep": 0.4, "search": "first_stage"},
 }
 
 

@@ -90,7 +90,8 @@ def per_layer_task_arithmetic(budget: int) -> MethodPlan:
 
 
 # GENOME's own settings (anchors.md), run through this code: LoRA factors averaged separately,
-# fitness-proportional pairs, TIES/linear, absolute Gaussian mutation on 1% of weights, no stall rule
+# fitness-proportional pairs, TIES/linear, absolute Gaussian mutation on 1% of weights, no stall
+# rule; every offspring scored on every row, as GENOME (and M2N2, Model Swarms) do
 GENOME_SETTINGS: dict[str, Any] = {
     "lora.mode": "factors", "evolution.search": None, "evolution.operators": [],
     "evolution.crossover": {"rate": 0.8, "num_parents": 2, "parent_selection": "roulette",
@@ -99,7 +100,8 @@ GENOME_SETTINGS: dict[str, Any] = {
     "evolution.mutation": {"rate": 0.15, "mode": "gaussian", "weight_rate": 0.01, "sigma": 0.01,
                            "sigma_mode": "absolute"},
     "evolution.selection": {"method": "tournament", "elite_fraction": 0.1, "tournament_size": 3},
-    "evolution.stall": {"enabled": False}, "evolution.succession.enabled": False}
+    "evolution.stall": {"enabled": False}, "evolution.succession.enabled": False,
+    "evolution.racing.enabled": False}
 
 
 @METHODS.register("Model Swarms")
@@ -127,7 +129,8 @@ def m2n2(budget: int) -> MethodPlan:
     return MethodPlan("run", {"evolution.crossover.split_point": 1.0, "evolution.crossover.num_parents": 2,
                               "evolution.crossover.parent_selection": "attraction",
                               "evolution.selection.method": "sharing", "evolution.succession.enabled": False,
-                              "evolution.stall.enabled": False, "evolution.search": None})
+                              "evolution.stall.enabled": False, "evolution.search": None,
+                              "evolution.racing.enabled": False})
 
 
 @METHODS.register("evo-merge")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from evo_merge.operators.crossover import CrossoverConfig
 from evo_merge.operators.mutation import MutationConfig
 from evo_merge.operators.succession import SuccessionConfig
+from evo_merge.racing_config import RacingConfig
 from evo_merge.yamlfile import load_model
 
 
@@ -97,33 +98,6 @@ class EvolutionSearchConfig(SearchConfig):
     every: int = Field(5, ge=1, description="run a search in every N-th generation")
     parents: Literal["all"] | int = 4
     budget: int = Field(30, ge=1)
-
-
-class RacingConfig(_Strict):
-    """Score offspring on a part of the fitness set first, on more only while the rule lets
-    them go on (``evo_merge/racing.py``)."""
-
-    enabled: bool = False
-    stages: list[float] = Field(default_factory=lambda: [0.25, 0.5, 1.0], min_length=1,
-                                description="cumulative fractions of each task's fitness rows, ending at 1")
-    rule: Literal["halving", "estimate", "hoeffding"] = Field(
-        "halving", description="halving: the fittest keep share of those still racing go on after each stage; "
-        "estimate: those whose score on the rows so far reaches the weakest survivor's on the same rows, less "
-        "margin; hoeffding: those a confidence bound says can still reach it")
-    keep: float = Field(0.5, gt=0, le=1, description="rule halving: share that goes on after each stage")
-    margin: float = Field(0.0, ge=0, le=1, description="rule estimate: how far below the cut an offspring may "
-                          "score and still go on")
-    delta: float = Field(0.05, gt=0, lt=1, description="rule hoeffding: the bound's failure probability")
-    search: Literal["race", "first_stage", "full"] = Field(
-        "first_stage", description="coefficient-search candidates: race against the search's best, scored on "
-        "the first stage only (the search result on every row), or on every row")
-
-    @model_validator(mode="after")
-    def _increasing(self) -> "RacingConfig":
-        s = self.stages
-        if any(not 0 <= a < b <= 1 for a, b in zip([0.0, *s], s)) or s[-1] != 1.0:
-            raise ValueError(f"stages must increase within (0, 1] and end at 1, got {s}")
-        return self
 
 
 class StallConfig(_Strict):
@@ -240,9 +214,13 @@ class RunConfig(_Strict):
             raise ValueError("pool.mode 'async' does not run succession; set evolution.succession.enabled: false")
         if self.pool.mode == "async" and self.evolution.search is not None:
             raise ValueError("pool.mode 'async' does not run coefficient searches; remove evolution.search")
-        if self.pool.mode == "async" and self.evolution.racing.enabled and self.evolution.racing.rule == "halving":
+        racing = self.evolution.racing
+        if self.pool.mode == "async" and racing.enabled and racing.rule in ("halving", "survival"):
+            if not racing.model_fields_set & {"enabled", "rule"}:  # the default: async runs score in full
+                racing.enabled = False
+                return self
             raise ValueError("pool.mode 'async' races offspring one by one: set evolution.racing.rule to estimate "
-                             "or hoeffding (halving ranks a generation's offspring together)")
+                             f"or hoeffding ({racing.rule} decides on a generation's offspring together)")
         return self
 
 

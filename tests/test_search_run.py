@@ -43,6 +43,7 @@ def test_search_beats_uniform_merge_and_best_member_and_records_everything(tmp_p
     (search,) = store.lineage.searches()
     cands = store.lineage.search_candidates(search["id"])
     assert len(cands) == 30 and all(c["fitness"] is not None for c in cands)
+    assert all(c["rows"] is None for c in cands)  # racing (on by default) is evolution's: every row here
     best = max(cands, key=lambda c: (c["fitness"], -c["idx"]))
     assert ind.coefficients == best["value"]["coefficients"] and ind.fitness == pytest.approx(best["fitness"])
     assert (tmp_path / "run" / f"search-{search['id']}.png").read_bytes()[:4] == b"\x89PNG"

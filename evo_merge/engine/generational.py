@@ -23,8 +23,7 @@ def generation(engine: Engine, g: int, population: list[int]) -> list[int]:
     population, immigrants, boost, events = _unstall(engine, g, population)
     recipes = engine.planner.offspring(population, boost)
     if engine.evo.racing.enabled:
-        cut = engine.state.ranked(population)[-1]  # the weakest survivor
-        children = immigrants + race(engine, "offspring", g, recipes, cut)
+        children = immigrants + race(engine, "offspring", g, recipes, population)
     else:
         children = immigrants + engine.execute("offspring", g, recipes)
     sc = engine.evo.search

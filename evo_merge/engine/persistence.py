@@ -27,6 +27,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable
 
+from evo_merge.fitness.evaluator import whole_split
 from evo_merge.pool.executor import Executor
 from evo_merge.pool.jobs import Job, JobResult, RebuildEntry
 
@@ -88,7 +89,7 @@ class Persistence:
         given = {h: e for h, e in job.rebuild.items() if not self.stored(h)}  # (a racing stage's offspring)
         named = [*job.reads(), *(h for e in given.values() for h in (*e.inputs.values(), *e.velocities.values()))]
         job.rebuild = {**self.rebuild_map(named), **given}
-        if job.weights and job.split.split("[")[0] not in SCORING_SPLITS and not self.stored(job.weights):
+        if job.weights and whole_split(job.split) not in SCORING_SPLITS and not self.stored(job.weights):
             job.store_weights = True
         return job
 

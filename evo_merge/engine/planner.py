@@ -7,6 +7,7 @@ hold the rules; this class only decides which operator plans when.
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import numpy as np
@@ -80,6 +81,14 @@ class Planner:
                                 elite_fraction=sel.elite_fraction, tournament_size=sel.tournament_size,
                                 examples=self.state.examples(pool))
         return [pool[i] for i in keep]
+
+    def would_survive(self, fitness: np.ndarray, examples: np.ndarray | None) -> list[int]:
+        """Which of a pool (its fitness and per-example scores) selection would keep now, drawn
+        from a copy of the run's generator (racing asks; the run's draws stay as they were)."""
+        sel = self.evo.selection
+        return select_survivors(sel.method, fitness, self.evo.population_size, copy.deepcopy(self.rng),
+                                elite_fraction=sel.elite_fraction, tournament_size=sel.tournament_size,
+                                examples=examples)
 
     def immigrants(self, n: int) -> list[Recipe]:
         """New random merges of the members: random weights, each layer its own random subset."""

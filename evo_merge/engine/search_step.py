@@ -14,9 +14,10 @@ from evo_merge.search import CoefficientSearch, CoefficientSpace
 from evo_merge.search.plot import plot_search
 
 
-def search(engine: Engine, generation: int, candidates: list[int], cfg: SearchConfig) -> int:
+def search(engine: Engine, generation: int, candidates: list[int], cfg: SearchConfig, race: bool = True) -> int:
     """Search merge coefficients for the fittest of ``candidates`` (or all of them); the best
-    composition becomes an individual of ``generation``. An interrupted search resumes."""
+    composition becomes an individual of ``generation``. An interrupted search resumes.
+    ``race``: candidates race as ``evolution.racing`` says (a search inside evolution)."""
     db, rng = engine.db, engine.planner.rng
     row = db.open_search(generation)
     if row is None:
@@ -35,7 +36,8 @@ def search(engine: Engine, generation: int, candidates: list[int], cfg: SearchCo
     racing = engine.evo.racing
     runner = CoefficientSearch(search_id, cfg, space, parents, {p: engine.state[p].weights for p in parents}, seed,
                                db, engine.executor, engine.lora_mode, on_told=lambda n, best: engine.hooks.advance(),
-                               racer=racer_of(engine) if racing.enabled and racing.search != "full" else None)
+                               racer=racer_of(engine, candidates) if race and racing.enabled and racing.search != "full"
+                               else None)
     best = runner.run()
     child = engine.execute("search result", generation, [runner.recipe(best.candidate)])[0]
     db.finish_search(search_id, best.index, child)
@@ -45,13 +47,14 @@ def search(engine: Engine, generation: int, candidates: list[int], cfg: SearchCo
 
 
 def run_search(engine: Engine, cfg: SearchConfig, resume: bool = False) -> int:
-    """Standalone LoraHub-style run: score the members, search their best composition."""
+    """Standalone LoraHub-style run: score the members, search their best composition (every
+    candidate on every fitness row: racing is evolution's)."""
     if resume:
         engine.resume()
     else:
         engine.initialize()
     start = time.perf_counter()
     members = list(engine.state.member_ids)
-    child = search(engine, 1, members, cfg)
+    child = search(engine, 1, members, cfg, race=False)
     engine.close_generation(1, members + [child], 1, time.perf_counter() - start)
     return child

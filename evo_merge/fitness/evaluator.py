@@ -8,6 +8,7 @@ no fitness ever used, scored only in the report.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ from evo_merge.model_host import ModelHost
 
 SPLITS = ("fitness", "test", "heldout")
 SLICE = re.compile(r"fitness\[([0-9.]+):([0-9.]+)\]")
+ROWS = "fitness@"   # + {"task": [row, ...]}: the named fitness rows, in that order (racing's informative order)
+KEPT_ROW_SPLITS = 8  # row splits change every generation: the latest ones are kept
+
+
+def whole_split(split: str) -> str:
+    """The split a part of one names: ``fitness`` for ``fitness[lo:hi]`` and ``fitness@{...}``."""
+    return "fitness" if split.startswith(("fitness[", ROWS)) else split
 
 
 @dataclass
@@ -72,18 +80,30 @@ class LocalEvaluator:
 
     def _split(self, split: str) -> dict[str, Metric]:
         """The metrics of a split; ``fitness[lo:hi]`` is the part of each task's fitness rows from
-        fraction lo to hi (racing scores offspring a part at a time)."""
+        fraction lo to hi, ``fitness@{"task": [rows]}`` the named rows (racing scores offspring a
+        part at a time)."""
         if split not in self.metrics:
-            m = SLICE.fullmatch(split)
-            if m is None:
-                raise ValueError(f"unknown split {split!r}")
-            lo, hi = float(m.group(1)), float(m.group(2))
+            picked = self._rows_of(split)
             self.metrics[split] = {
-                t.name: make_metric(t.spec, rows[int(lo * len(rows)):int(hi * len(rows))], self.host.tokenizer,
-                                    self.host.device, self.batch_size)
-                for t, _ in self.tasks if (rows := t.examples("fitness"))[int(lo * len(rows)):int(hi * len(rows))]}
+                t.name: make_metric(t.spec, rows, self.host.tokenizer, self.host.device, self.batch_size)
+                for t, _ in self.tasks if (rows := picked(t.name, t.examples("fitness")))}
             self.split_weights[split] = self.split_weights["fitness"]
+            row_splits = [s for s in self.metrics if s.startswith(ROWS)]
+            for old in row_splits[:-KEPT_ROW_SPLITS]:
+                del self.metrics[old], self.split_weights[old]
         return self.metrics[split]
+
+    @staticmethod
+    def _rows_of(split: str):
+        """(task name, its fitness rows) -> the rows a part-of-fitness split names."""
+        if split.startswith(ROWS):
+            named = json.loads(split[len(ROWS):])
+            return lambda name, rows: [rows[i] for i in named.get(name, ())]
+        m = SLICE.fullmatch(split)
+        if m is None:
+            raise ValueError(f"unknown split {split!r}")
+        lo, hi = float(m.group(1)), float(m.group(2))
+        return lambda name, rows: rows[int(lo * len(rows)):int(hi * len(rows))]
 
     def _kernels(self):
         """Scoring on a CPU runs float32 linear layers on oneDNN where that pays (``cpu_linear.py``)."""

@@ -138,7 +138,8 @@ class CoefficientSearch:
         while asked:
             ticket, res = self.executor.next_done()
             idx = tickets.pop(ticket)
-            scored.setdefault(idx, Partial(res)).add(res.evaluation)
+            part = scored.setdefault(idx, Partial(res))
+            part.add(res.evaluation, self.racer.stage_rows(part.stages) if self.racer else None)
             finished[idx] = scored[idx]
             while finished:
                 idx = min(finished) if self.cfg.tell_order == "ask" else next(iter(finished))
