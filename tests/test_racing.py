@@ -65,13 +65,32 @@ RACING = {**OVERRIDES, "evolution.generations": 2, "evolution.search": {**OVERRI
           "evolution.racing": {"enabled": True, "rule": "halving", "search": "race"}}
 
 
-@pytest.fixture(scope="module")
-def raced(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("raced")
-    cfg = load_run_config(DEMO, {**RACING, "out": str(tmp / "run")})
+def run_once(tmp_path_factory, name: str, overrides: dict):
+    """A run of the demo config with ``overrides``: (its config, its prepared inputs)."""
+    cfg = load_run_config(DEMO, {**overrides, "out": str(tmp_path_factory.mktemp(name) / "run")})
     prepared = prepare(cfg)
     execute(cfg, prepared=prepared)
     return cfg, prepared
+
+
+def assert_resumes(overrides: dict, whole, tmp_path, fraction: float) -> None:
+    """A run stopped at ``fraction`` of its steps and resumed equals the uninterrupted ``whole``."""
+    from test_resume import CrashAt
+
+    cfg, prepared = whole
+    steps = CrashAt(10**9)
+    again = load_run_config(DEMO, {**overrides, "out": str(tmp_path / "count")})
+    execute(again, steps, prepared)
+    cut = load_run_config(DEMO, {**overrides, "out": str(tmp_path / "cut")})
+    with pytest.raises(KeyboardInterrupt):
+        execute(cut, CrashAt(int(fraction * (10**9 - steps.n))), prepared)
+    resume_run(cut.out, prepared=prepared)
+    assert signature(cut.out) == signature(cfg.out) == signature(again.out)
+
+
+@pytest.fixture(scope="module")
+def raced(tmp_path_factory):
+    return run_once(tmp_path_factory, "raced", RACING)
 
 
 def _check_raced(db, total: int):
@@ -102,17 +121,7 @@ def test_raced_out_offspring_are_recorded_and_never_survive(raced):
 
 @pytest.mark.parametrize("fraction", [0.3, 0.8])
 def test_a_raced_run_resumes_to_the_uninterrupted_one(raced, tmp_path, fraction):
-    from test_resume import CrashAt
-
-    cfg, prepared = raced
-    steps = CrashAt(10**9)
-    again = load_run_config(DEMO, {**RACING, "out": str(tmp_path / "count")})
-    execute(again, steps, prepared)
-    cut = load_run_config(DEMO, {**RACING, "out": str(tmp_path / "cut")})
-    with pytest.raises(KeyboardInterrupt):
-        execute(cut, CrashAt(int(fraction * (10**9 - steps.n))), prepared)
-    resume_run(cut.out, prepared=prepared)
-    assert signature(cut.out) == signature(cfg.out) == signature(again.out)
+    assert_resumes(RACING, raced, tmp_path, fraction)
 
 
 def test_only_the_hoeffding_rule_needs_scores_in_0_1(tmp_path, tiny_lora):

@@ -20,10 +20,9 @@ from evo_merge.fitness.tasks import load_task
 from evo_merge.operators.selection import select_survivors
 from evo_merge.pool.jobs import JobResult
 from evo_merge.racing import Partial, Racer, informative_order, rows_split
-from evo_merge.runner import execute, prepare, resume_run
 from evo_merge.store import RunStore
 from resume_harness import DEMO, OVERRIDES
-from signatures import signature
+from test_racing import _check_raced, assert_resumes, run_once
 
 
 def staged(racer: Racer, weights: str, *stages: dict[str, list[float]]) -> Partial:
@@ -140,16 +139,10 @@ SURVIVAL = {**OVERRIDES, "evolution.generations": 2,
 
 @pytest.fixture(scope="module")
 def survived(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("survived")
-    cfg = load_run_config(DEMO, {**SURVIVAL, "out": str(tmp / "run")})
-    prepared = prepare(cfg)
-    execute(cfg, prepared=prepared)
-    return cfg, prepared
+    return run_once(tmp_path_factory, "survived", SURVIVAL)
 
 
 def test_survival_racing_stops_offspring_and_keeps_only_whole_set_survivors(survived):
-    from test_racing import _check_raced
-
     cfg, prepared = survived
     total = sum(len(t.fitness) for t, _ in prepared.tasks)
     with RunStore.open(cfg.out) as store:
@@ -166,17 +159,7 @@ def test_survival_racing_stops_offspring_and_keeps_only_whole_set_survivors(surv
 
 
 def test_a_survival_raced_run_resumes_to_the_uninterrupted_one(survived, tmp_path):
-    from test_resume import CrashAt
-
-    cfg, prepared = survived
-    steps = CrashAt(10**9)
-    again = load_run_config(DEMO, {**SURVIVAL, "out": str(tmp_path / "count")})
-    execute(again, steps, prepared)
-    cut = load_run_config(DEMO, {**SURVIVAL, "out": str(tmp_path / "cut")})
-    with pytest.raises(KeyboardInterrupt):
-        execute(cut, CrashAt(int(0.6 * (10**9 - steps.n))), prepared)
-    resume_run(cut.out, prepared=prepared)
-    assert signature(cut.out) == signature(cfg.out) == signature(again.out)
+    assert_resumes(SURVIVAL, survived, tmp_path, 0.6)
 
 
 def test_racing_is_on_by_default_off_in_async_mode_unless_set_and_off_for_the_peers():
