@@ -57,7 +57,6 @@ def race(engine: Engine, phase: str, generation: int, recipes: Sequence[Recipe],
             active = [i for i in _would_survive(engine, racer, population, entries) if i in active]
         else:
             active = racer.next_stage({i: entries[i] for i in active}, cut.fitness, cut.examples)
-        active = [i for i in active if not racer.complete(entries[i])]
         jobs = [engine.stage_job(recipes[i], entries[i].first, split) for i in active]
         for i, res in zip(active, run_all(engine.executor, jobs)):
             entries[i].add(res.evaluation, racer.stage_rows(k))
